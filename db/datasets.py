@@ -1,0 +1,178 @@
+"""Query functions for datasets and images. They take the session first and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
+
+from db.errors import NotFoundError
+from db.models import LABELS, SPLITS, Dataset, Image, Mask
+
+
+@dataclass(frozen=True)
+class DatasetCounts:
+    id: int
+    name: str
+    train_ok: int
+    test_ok: int
+    test_nok: int
+    masks: int
+    unlabelled: int
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "train_ok": self.train_ok, "test_ok": self.test_ok,
+            "test_nok": self.test_nok, "masks": self.masks, "unlabelled": self.unlabelled,
+            "total": self.total,
+        }
+
+
+def get_or_create_dataset(session: Session, name: str, root: str | None, layout: str | None) -> Dataset:
+    ds = session.scalar(select(Dataset).where(Dataset.name == name))
+    if ds is None:
+        ds = Dataset(name=name, root=root, layout=layout)
+        session.add(ds)
+        session.flush()
+    else:
+        ds.root, ds.layout = root or ds.root, layout or ds.layout
+    return ds
+
+
+def get_dataset(session: Session, name_or_id: str | int) -> Dataset:
+    col = Dataset.id if isinstance(name_or_id, int) else Dataset.name
+    ds = session.scalar(select(Dataset).where(col == name_or_id))
+    if ds is None:
+        raise NotFoundError(f"no dataset {name_or_id!r}")
+    return ds
+
+
+def _has_mask_subquery() -> Any:
+    """Whether the latest mask version of the image has drawn pixels."""
+    latest = (
+        select(Mask.pixels)
+        .where(Mask.image_id == Image.id)
+        .order_by(Mask.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(latest, 0) > 0
+
+
+def dataset_counts(session: Session) -> list[DatasetCounts]:
+    def n(cond: Any) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    has_mask = _has_mask_subquery()
+    stmt = (
+        select(
+            Dataset.id, Dataset.name,
+            n((Image.split == "train") & (Image.label == "ok")),
+            n((Image.split == "test") & (Image.label == "ok")),
+            n((Image.split == "test") & (Image.label == "nok")),
+            n(has_mask),
+            n(Image.label == "unknown"),
+            func.count(Image.id),
+        )
+        .outerjoin(Image, Image.dataset_id == Dataset.id)
+        .group_by(Dataset.id, Dataset.name)
+        .order_by(Dataset.name)
+    )
+    return [DatasetCounts(*row) for row in session.execute(stmt)]
+
+
+def find_image(session: Session, dataset_id: int, path: str) -> Image | None:
+    return session.scalar(select(Image).where(Image.dataset_id == dataset_id, Image.path == path))
+
+
+def image_by_sha(session: Session, dataset_id: int, sha256: str) -> Image | None:
+    return session.scalar(
+        select(Image).where(Image.dataset_id == dataset_id, Image.sha256 == sha256).limit(1)
+    )
+
+
+def get_image(session: Session, image_id: int) -> Image:
+    img = session.get(Image, image_id)
+    if img is None:
+        raise NotFoundError(f"no image {image_id}")
+    return img
+
+
+def _filtered(stmt: Select[Any], dataset_id: int, split: str | None, label: str | None,
+              defect_type: str | None, has_mask: bool | None) -> Select[Any]:
+    stmt = stmt.where(Image.dataset_id == dataset_id)
+    if split is not None:
+        stmt = stmt.where(Image.split.is_(None) if split == "none" else Image.split == split)
+    if label is not None:
+        stmt = stmt.where(Image.label == label)
+    if defect_type is not None:
+        stmt = stmt.where(Image.defect_type == defect_type)
+    if has_mask is not None:
+        cond = _has_mask_subquery()
+        stmt = stmt.where(cond if has_mask else ~cond)
+    return stmt
+
+
+def list_images(
+    session: Session, dataset_id: int, *, split: str | None = None, label: str | None = None,
+    defect_type: str | None = None, has_mask: bool | None = None,
+    offset: int = 0, limit: int | None = None,
+) -> list[Image]:
+    """Images in a stable order (id); `split="none"` selects unassigned ones."""
+    stmt = _filtered(select(Image), dataset_id, split, label, defect_type, has_mask).order_by(Image.id)
+    stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def count_images(
+    session: Session, dataset_id: int, *, split: str | None = None, label: str | None = None,
+    defect_type: str | None = None, has_mask: bool | None = None,
+) -> int:
+    stmt = _filtered(select(func.count(Image.id)), dataset_id, split, label, defect_type, has_mask)
+    return int(session.scalar(stmt) or 0)
+
+
+def defect_types(session: Session, dataset_id: int) -> list[str]:
+    stmt = (
+        select(Image.defect_type).where(Image.dataset_id == dataset_id, Image.defect_type.is_not(None))
+        .distinct().order_by(Image.defect_type)
+    )
+    return [t for t in session.scalars(stmt)]
+
+
+def update_image(
+    session: Session, image_id: int, *, label: str | None = None, split: str | None = None,
+    defect_type: str | None = None, clear_defect_type: bool = False, tags: Sequence[str] | None = None,
+) -> Image:
+    """Relabel an image. `split="none"` unassigns it; a label of "ok" drops the defect type."""
+    img = get_image(session, image_id)
+    if label is not None:
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS}, not {label!r}")
+        img.label = label
+        if label == "ok":
+            img.defect_type = None
+    if split is not None:
+        if split != "none" and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or 'none', not {split!r}")
+        img.split = None if split == "none" else split
+    if defect_type is not None:
+        img.defect_type = defect_type.strip() or None
+    if clear_defect_type:
+        img.defect_type = None
+    if tags is not None:
+        img.tags = sorted(set(tags))
+    return img
+
+
+def images_by_ids(session: Session, ids: Sequence[int]) -> list[Image]:
+    if not ids:
+        return []
+    found = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]

@@ -1,0 +1,104 @@
+"""Thresholds (with history and conflict detection), reviews and predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.errors import StaleEditError
+from db.models import REVIEW_OUTCOMES, Prediction, Review, Threshold
+
+AUTO = "auto"
+
+
+def active_threshold(session: Session, run_id: int) -> Threshold | None:
+    return session.scalar(
+        select(Threshold).where(Threshold.run_id == run_id).order_by(Threshold.id.desc()).limit(1)
+    )
+
+
+def threshold_history(session: Session, run_id: int) -> list[Threshold]:
+    return list(session.scalars(
+        select(Threshold).where(Threshold.run_id == run_id).order_by(Threshold.id.desc())
+    ))
+
+
+def save_threshold(
+    session: Session, run_id: int, *, base_id: int | None, image_threshold: float,
+    pixel_threshold: float | None = None, review_band: tuple[float, float] | None = None,
+    rule: str | None = None, set_by: str = AUTO, note: str | None = None,
+    evaluation_id: int | None = None, check_base: bool = True,
+) -> Threshold:
+    """Add a threshold row that becomes the active one.
+
+    `base_id` is the active threshold the user was looking at; if another save happened since,
+    StaleEditError (the later save sees the conflict instead of silently overwriting).
+    """
+    current = active_threshold(session, run_id)
+    current_id = current.id if current else None
+    if check_base and current_id != base_id:
+        raise StaleEditError(
+            f"the threshold of run {run_id} was changed by {current.set_by if current else '?'}"
+            f" since this edit began; reload to see it"
+        )
+    if review_band is not None:
+        lo, hi = sorted(float(v) for v in review_band)
+        review_band = (lo, hi)
+    row = Threshold(
+        run_id=run_id, evaluation_id=evaluation_id, parent_id=current_id,
+        image_threshold=float(image_threshold),
+        pixel_threshold=None if pixel_threshold is None else float(pixel_threshold),
+        review_low=review_band[0] if review_band else None,
+        review_high=review_band[1] if review_band else None,
+        rule=rule, set_by=set_by, note=note,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def threshold_dict(t: Threshold | None) -> dict[str, Any] | None:
+    """The `threshold` object of `prefilter-qa runs ID --json`."""
+    if t is None:
+        return None
+    band = [t.review_low, t.review_high] if t.review_low is not None else None
+    return {
+        "id": t.id, "image": t.image_threshold, "pixel": t.pixel_threshold, "review_band": band,
+        "set_by": t.set_by, "at": t.created_at.isoformat(), "note": t.note, "rule": t.rule,
+    }
+
+
+def add_review(
+    session: Session, *, image_id: int, outcome: str, reviewer: str, run_id: int | None = None,
+    evaluation_id: int | None = None, moved_to_train: bool = False, note: str | None = None,
+) -> Review:
+    if outcome not in REVIEW_OUTCOMES:
+        raise ValueError(f"outcome must be one of {REVIEW_OUTCOMES}, not {outcome!r}")
+    review = Review(image_id=image_id, outcome=outcome, reviewer=reviewer, run_id=run_id,
+                    evaluation_id=evaluation_id, moved_to_train=moved_to_train, note=note)
+    session.add(review)
+    session.flush()
+    return review
+
+
+def reviews_for_run(session: Session, run_id: int) -> list[Review]:
+    return list(session.scalars(select(Review).where(Review.run_id == run_id).order_by(Review.id.desc())))
+
+
+def latest_reviews(session: Session, image_ids: Sequence[int]) -> dict[int, Review]:
+    """The newest review of each image (any run)."""
+    if not image_ids:
+        return {}
+    rows = session.scalars(select(Review).where(Review.image_id.in_(image_ids)).order_by(Review.id))
+    return {r.image_id: r for r in rows}
+
+
+def add_predictions(session: Session, run_id: int, threshold_id: int | None,
+                    rows: Sequence[dict[str, Any]]) -> list[Prediction]:
+    preds = [Prediction(run_id=run_id, threshold_id=threshold_id, **row) for row in rows]
+    session.add_all(preds)
+    session.flush()
+    return preds
