@@ -1,0 +1,96 @@
+"""Heatmap display helpers (numpy + cv2 only: the dashboard imports this, so no torch).
+
+Heatmaps are stored as float16 `.npy` at model input resolution; these functions colour them
+with a fixed value range (the evaluation's `map_range`, so colours mean the same across
+images) and map them back onto the original pixel grid for display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+COLORMAP = cv2.COLORMAP_TURBO  # perceptually ordered, unlike JET's banding
+
+
+def colorize(amap: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(H, W) float -> (H, W, 3) uint8 RGB; values clipped to [vmin, vmax], NaN as vmin."""
+    a = np.asarray(amap, dtype=np.float32)
+    span = float(vmax) - float(vmin)
+    if not span > 0:
+        span = 1e-12
+    u8 = np.clip(np.nan_to_num((a - float(vmin)) / span, nan=0.0), 0.0, 1.0)
+    u8 = np.round(u8 * 255.0).astype(np.uint8)  # (H, W)
+    bgr = cv2.applyColorMap(u8, COLORMAP)  # (H, W, 3) BGR
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_original_grid(amap: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resize a map (bilinear) to the original image's (H, W), stretching like the input rule."""
+    h, w = int(size_hw[0]), int(size_hw[1])
+    a = np.asarray(amap, dtype=np.float32)
+    if a.shape == (h, w):
+        return a
+    return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)  # cv2 wants (W, H)
+
+
+def overlay(image: np.ndarray, amap: np.ndarray, vmin: float, vmax: float,
+            alpha: float = 0.45) -> np.ndarray:
+    """Blend the coloured map over an RGB image; the map is resized to the image if needed."""
+    img = _rgb(image)
+    heat = colorize(to_original_grid(amap, img.shape[:2]), vmin, vmax)
+    return cv2.addWeighted(img, 1.0 - alpha, heat, alpha, 0.0)
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0),
+                 alpha: float = 0.5, outline: bool = True) -> np.ndarray:
+    """Tint mask pixels with `color` (RGB) and draw their outline, for GT/prediction review."""
+    img = _rgb(image).copy()
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != img.shape[:2]:
+        m = cv2.resize(m.view(np.uint8), (img.shape[1], img.shape[0]),
+                       interpolation=cv2.INTER_NEAREST).astype(bool)
+    col = np.array(color, dtype=np.float32)
+    img[m] = np.round((1.0 - alpha) * img[m] + alpha * col).astype(np.uint8)
+    if outline and m.any():
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(img, contours, -1, tuple(int(c) for c in color), 1)
+    return img
+
+
+def predicted_mask(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
+    """(H, W) bool: pixels >= the threshold (the same ">=" rule as image verdicts)."""
+    return np.asarray(amap, dtype=np.float32) >= np.float32(pixel_threshold)
+
+
+def load_heatmap(path: str | Path) -> np.ndarray:
+    """A stored heatmap (float16 .npy) as (H, W) float32."""
+    a = np.load(Path(path), allow_pickle=False)
+    if a.ndim != 2:
+        raise ValueError(f"{path}: heatmap has shape {a.shape}, expected (H, W)")
+    return a.astype(np.float32)
+
+
+def save_heatmap(path: str | Path, amap: np.ndarray) -> None:
+    """Store a map as float16 .npy atomically (values beyond float16 range are clipped)."""
+    from engine.fsutil import atomic_write
+
+    a = np.clip(np.asarray(amap, dtype=np.float32), -65504, 65504).astype(np.float16)
+    atomic_write(path, lambda tmp: _np_save(tmp, a))
+
+
+def _np_save(tmp: Path, a: np.ndarray) -> None:
+    with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a bare name
+        np.save(fh, a, allow_pickle=False)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {img.dtype}")
+    return np.ascontiguousarray(img[:, :, :3])
