@@ -67,6 +67,13 @@ def report_progress(
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
+def heartbeat(session: Session, job_id: int) -> bool:
+    """Mark the job alive; returns whether it was asked to cancel."""
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                    .values(heartbeat_at=utcnow()))
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
 def set_child(session: Session, job_id: int, pid: int | None, log_path: str | None) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(child_pid=pid, log_path=log_path))
 

@@ -1,0 +1,269 @@
+"""The commands of `prefilter-qa`: each one parses its arguments and calls db/engine functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.cli import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
+from engine.errors import UserError
+from engine.jobs.store import open_workspace
+
+DEMO_NAME = "demo"
+
+
+def _import_report_text(r: dict[str, Any]) -> str:
+    c = r["imported"]
+    lines = [f"dataset {r['dataset']!r} ({r['layout']} layout): imported {c['train_ok']} train OK, "
+             f"{c['test_ok']} test OK, {c['test_nok']} test NOK, {c['masks']} masks"
+             + (f", {c['unlabelled']} unlabelled" if c.get("unlabelled") else "")
+             + f"; {r['unchanged']} unchanged; {len(r['skipped'])} skipped"]
+    lines += [f"  updated {u['path']}: {u['reason']}" for u in r["updated"]]
+    lines += [f"  skipped {s['path']}: {s['reason']}" for s in r["skipped"]]
+    return "\n".join(lines)
+
+
+def import_folder(root: Path, name: str, layout: str = "auto") -> dict[str, Any]:
+    """Scan + register; raises CliExit(2) when the folder holds no usable image."""
+    from engine.importer import scan_folder
+    from engine.jobs.registry import register_plan
+
+    ws, sessions = open_workspace()
+    if not root.is_dir():
+        raise CliExit(EXIT_NO_IMAGES, f"{root}: no such folder")
+    plan = scan_folder(root, layout)
+    with sessions.begin() as s:
+        report = register_plan(s, ws.masks_dir, plan, name) if plan.images else None
+    if report is None:
+        reasons = "; ".join(f"{k.path}: {k.reason}" for k in plan.skipped[:5])
+        raise CliExit(EXIT_NO_IMAGES, f"{root}: no usable images" + (f" ({reasons})" if reasons else ""))
+    return report.as_dict()
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    report = import_folder(Path(args.dir).expanduser(), args.name, args.layout)
+    emit(args, report, _import_report_text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.demo import DemoSpec, generate_demo
+
+    ws, _ = open_workspace()
+    spec = DemoSpec(size=args.size, n_train_ok=args.train_ok, n_test_ok=args.test_ok,
+                    n_test_nok=args.test_nok, seed=args.seed)
+    summary = generate_demo(ws.home / "demo-data", spec)
+    report = import_folder(summary.root, args.name, "seed")
+    emit(args, report, _import_report_text)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from db import datasets as dq
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        rows = [c.as_dict() for c in dq.dataset_counts(s)]
+    emit(args, rows, lambda r: table(r, ["name", "train_ok", "test_ok", "test_nok", "masks", "unlabelled"]))
+    return 0
+
+
+def _wait(args: argparse.Namespace, job_id: int, run_id: int) -> int:
+    """Start a worker if none runs, follow the job, print progress; exit 0 iff it succeeded."""
+    from db import jobs as jq
+    from db import runs as rq
+    from engine.jobs.launch import ensure_worker
+    from engine.jobs.views import run_dict
+
+    ws, sessions = open_workspace()
+    if ensure_worker(ws, sessions, idle_exit_s=30):
+        print(f"started a background worker (log: {ws.home / 'logs' / 'worker.log'})", file=sys.stderr)
+    last = None
+    while True:
+        with sessions.begin() as s:
+            job = jq.get_job(s, job_id)
+            status, progress, message, error = job.status, job.progress, job.message, job.error
+        line = f"job {job_id} {status} {progress:5.1%} {message or ''}"
+        if line != last:
+            print(line, file=sys.stderr)
+            last = line
+        if status in jq.FINAL:
+            break
+        time.sleep(1.0)
+    with sessions.begin() as s:
+        result = run_dict(s, rq.get_run(s, run_id))
+    emit(args, result, _run_text)
+    if status != "succeeded":
+        print(f"prefilter-qa {args.command}: job {job_id} {status}: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.config import parse_overrides
+    from engine.jobs.queue import submit_train
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        job, run = submit_train(s, dataset=args.dataset, model=args.model, preset=args.preset,
+                                overrides=parse_overrides(args.set), created_by=args.user,
+                                parent_run_id=args.parent)
+        job_id, run_id = job.id, run.id
+    if args.wait:
+        return _wait(args, job_id, run_id)
+    emit(args, {"job_id": job_id, "run_id": run_id},
+         lambda o: f"queued job {o['job_id']} (run {o['run_id']}); `prefilter-qa worker` runs it")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.jobs.queue import submit_evaluate
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        job, evaluation_id = submit_evaluate(s, run_id=args.run, dataset=args.dataset, created_by=args.user)
+        job_id = job.id
+    if args.wait:
+        return _wait(args, job_id, args.run)
+    emit(args, {"job_id": job_id, "run_id": args.run, "evaluation_id": evaluation_id},
+         lambda o: f"queued job {o['job_id']} (evaluation {o['evaluation_id']} of run {o['run_id']})")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from engine.jobs.worker import Worker
+
+    ws, sessions = open_workspace()
+    done = Worker(ws, sessions, poll_s=args.poll, idle_exit_s=args.idle_exit).serve(once=args.once)
+    if args.json:
+        emit(args, {"jobs_run": done}, str)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from db import jobs as jq
+    from engine.jobs.views import job_dict
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        rows = [job_dict(j) for j in jq.list_jobs(s, limit=args.limit)]
+    emit(args, rows, lambda r: table(r, ["id", "kind", "status", "progress", "run_id", "error"]))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from engine.jobs.queue import cancel_job
+    from engine.jobs.views import job_dict
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        job = job_dict(cancel_job(s, args.job_id))
+    emit(args, job, lambda j: f"job {j['id']}: " + (
+        "cancelled" if j["status"] == "cancelled" else
+        "cancel requested; its worker stops it" if j["status"] == "running" else f"already {j['status']}"))
+    return 0
+
+
+def _run_text(r: dict[str, Any]) -> str:
+    m, t = r.get("metrics") or {}, r.get("threshold") or {}
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "\n".join([
+        f"run {r['id']}: {r['model']} ({r['preset']}) {r['status']}",
+        f"  image AUROC {fmt(m.get('image_auroc'))} {m.get('image_auroc_ci95') or ''}  "
+        f"pixel AUROC {fmt(m.get('pixel_auroc'))}  AUPRO {fmt(m.get('aupro'))}  "
+        f"F1-max {fmt(m.get('f1_max'))}  FRR at zero escapes {fmt(m.get('fpr_at_full_recall'))}",
+        f"  threshold image {fmt(t.get('image'))} pixel {fmt(t.get('pixel'))} "
+        f"review band {t.get('review_band')} set by {t.get('set_by', '-')}",
+    ])
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from db import runs as rq
+    from engine.jobs.views import run_dict, run_row
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        if args.id is None:
+            rows = [run_row(s, r) for r in rq.list_runs(s)]
+            emit(args, rows, lambda r: table(r, ["id", "model", "preset", "status", "image_auroc",
+                                                 "pixel_auroc", "threshold"]))
+        else:
+            emit(args, run_dict(s, rq.get_run(s, args.id)), _run_text)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from engine.jobs.scoring import predict_paths
+
+    ws, sessions = open_workspace()
+    results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out)
+    emit(args, results, lambda rows: table(rows, ["path", "score", "verdict", "heatmap", "error"]))
+    return 0 if any(r["error"] is None for r in results) else EXIT_USER_ERROR
+
+
+def _user_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", default="cli", help="name recorded as author (default: cli)")
+
+
+def _args_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir")
+    p.add_argument("--name", required=True)
+    p.add_argument("--layout", default="auto", choices=["auto", "seed", "mvtec", "flat"])
+
+
+def _args_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=DEMO_NAME)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--train-ok", type=int, default=150)
+    p.add_argument("--test-ok", type=int, default=40)
+    p.add_argument("--test-nok", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True, choices=["ae", "dfr"])
+    p.add_argument("--preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--parent", type=int, help="run this one retrains (e.g. after corrections)")
+    p.add_argument("--wait", action="store_true")
+    _user_arg(p)
+
+
+def _args_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--wait", action="store_true")
+    _user_arg(p)
+
+
+def _args_worker(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--once", action="store_true", help="run one job (if any is queued), then exit")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                   help="exit after this long with an empty queue")
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
+
+
+def _args_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--out", type=Path, help="folder for heatmaps (default: the run's predictions/)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+
+COMMANDS: dict[str, tuple[str, Any, Any]] = {
+    "demo": ("make + import the synthetic demo dataset", _args_demo, cmd_demo),
+    "import": ("register a dataset folder (layouts: seed, mvtec, flat)", _args_import, cmd_import),
+    "datasets": ("list datasets with counts", lambda p: None, cmd_datasets),
+    "train": ("enqueue training + evaluation on the test split", _args_train, cmd_train),
+    "evaluate": ("enqueue a new evaluation of a trained run", _args_evaluate, cmd_evaluate),
+    "worker": ("run queued jobs", _args_worker, cmd_worker),
+    "jobs": ("list jobs", lambda p: p.add_argument("--limit", type=int, default=50), cmd_jobs),
+    "cancel": ("cancel a queued or running job", lambda p: p.add_argument("job_id", type=int), cmd_cancel),
+    "runs": ("list runs / show one", lambda p: p.add_argument("id", type=int, nargs="?"), cmd_runs),
+    "predict": ("score images with the run's active threshold", _args_predict, cmd_predict),
+}
+
+__all__ = ["COMMANDS", "UserError"]

@@ -1,0 +1,171 @@
+"""Register scanned folders, uploads and edited masks in the database (engine <-> db bridge)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from db import datasets as dq
+from db import masks as mq
+from db.errors import StaleEditError
+from db.models import Image
+from engine.errors import ConflictError
+from engine.images import read_mask
+from engine.importer import ImportPlan, ScannedImage, Skipped
+from engine.maskfiles import image_mask_dir, roi_dir, write_mask_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportReport:
+    dataset: str
+    layout: str
+    imported: Counter[str] = field(default_factory=Counter)
+    unchanged: int = 0
+    updated: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def usable(self) -> int:
+        return sum(v for k, v in self.imported.items() if k != "masks") + self.unchanged + len(self.updated)
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = {k: self.imported.get(k, 0) for k in ("train_ok", "test_ok", "test_nok", "masks")}
+        for extra in ("train_nok", "unlabelled"):
+            if self.imported.get(extra):
+                counts[extra] = self.imported[extra]
+        return {
+            "dataset": self.dataset, "layout": self.layout, "imported": counts,
+            "unchanged": self.unchanged, "updated": self.updated,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def _bucket(img: ScannedImage) -> str:
+    if img.label == "unknown" or img.split is None:
+        return "unlabelled"
+    return f"{img.split}_{img.label}"
+
+
+def _add_imported_mask(session: Session, masks_root: Path, image: Image, scanned: ScannedImage) -> bool:
+    """Store the folder's mask as a new version unless that content is already a version."""
+    if scanned.mask_path is None or scanned.mask_sha256 is None:
+        return False
+    mask = read_mask(scanned.mask_path, expected_hw=(image.height, image.width))
+    path, sha, pixels = write_mask_file(image_mask_dir(masks_root, image.id), mask)
+    if mq.image_with_mask_sha(session, image, sha):
+        path.unlink(missing_ok=True)
+        return False
+    current = mq.current_mask(session, image.id)
+    mq.add_mask_version(
+        session, image.id, base_version=current.version if current else None, source="imported",
+        author="import", path=str(path), sha256=sha, pixels=pixels,
+    )
+    return True
+
+
+def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: str) -> ImportReport:
+    """Add the plan's images to dataset `name`; re-importing the same files adds nothing.
+
+    A file already registered under another path with the same content is a duplicate, unless
+    the old path is gone (the folder moved): then the record follows the file.
+    """
+    ds = dq.get_or_create_dataset(session, name, str(plan.root), plan.layout)
+    report = ImportReport(dataset=name, layout=plan.layout, skipped=list(plan.skipped))
+    for scanned in plan.images:
+        path = str(scanned.path)
+        existing = dq.find_image(session, ds.id, path)
+        if existing is not None and existing.sha256 == scanned.info.sha256:
+            report.unchanged += 1
+        elif existing is not None:
+            _refresh(existing, scanned)
+            report.updated.append({"path": path, "reason": "content changed since the last import"})
+        else:
+            same = dq.image_by_sha(session, ds.id, scanned.info.sha256)
+            if same is not None and Path(same.path).exists():
+                report.skipped.append(Skipped(path=path, reason=f"duplicate of {same.path}"))
+                continue
+            if same is not None:
+                report.updated.append({"path": path, "reason": f"moved from {same.path}"})
+                same.path, same.rel_path = path, scanned.rel_path
+                existing = same
+            else:
+                existing = _new_image(ds.id, scanned)
+                session.add(existing)
+                session.flush()
+                report.imported[_bucket(scanned)] += 1
+        if _add_imported_mask(session, masks_root, existing, scanned):
+            report.imported["masks"] += 1
+    return report
+
+
+def _new_image(dataset_id: int, s: ScannedImage) -> Image:
+    return Image(
+        dataset_id=dataset_id, path=str(s.path), rel_path=s.rel_path, sha256=s.info.sha256,
+        size_bytes=s.info.size_bytes, width=s.info.width, height=s.info.height, mode=s.info.mode,
+        split=s.split, label=s.label, defect_type=s.defect_type, tags=[], source="import",
+    )
+
+
+def _refresh(img: Image, s: ScannedImage) -> None:
+    img.sha256, img.size_bytes = s.info.sha256, s.info.size_bytes
+    img.width, img.height, img.mode = s.info.width, s.info.height, s.info.mode
+
+
+def save_mask(
+    session: Session, masks_root: Path, image_id: int, mask: np.ndarray | None, *,
+    base_version: int | None, author: str, source: str = "drawn",
+) -> int:
+    """Save an edited mask as a new version; None or an empty mask records "no defect".
+
+    Raises ConflictError if someone saved this image's mask since `base_version` was loaded.
+    Returns the new version number.
+    """
+    image = dq.get_image(session, image_id)
+    path = sha = None
+    pixels = 0
+    if mask is not None and mask.any():
+        if mask.shape != (image.height, image.width):
+            raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but image {image_id} "
+                             f"is {image.width}×{image.height}")
+        file, sha, pixels = write_mask_file(image_mask_dir(masks_root, image_id), mask)
+        path = str(file)
+    try:
+        row = mq.add_mask_version(
+            session, image_id, base_version=base_version, author=author, path=path, sha256=sha,
+            pixels=pixels, source=source if pixels else "cleared",
+        )
+    except StaleEditError as exc:
+        if path:
+            Path(path).unlink(missing_ok=True)
+        raise ConflictError(str(exc)) from exc
+    return row.version
+
+
+def save_roi(
+    session: Session, masks_root: Path, dataset_id: int, roi: np.ndarray | None, *,
+    base_version: int | None, author: str,
+) -> int:
+    """Save the dataset's region of interest (None removes it) as a new version."""
+    path = sha = None
+    height = width = None
+    if roi is not None:
+        if not roi.any():
+            raise ValueError("the region of interest is empty: it would ignore every pixel")
+        file, sha, _ = write_mask_file(roi_dir(masks_root, dataset_id), roi)
+        path, (height, width) = str(file), roi.shape
+    try:
+        row = mq.add_roi_version(session, dataset_id, base_version=base_version, author=author,
+                                 path=path, sha256=sha, width=width, height=height)
+    except StaleEditError as exc:
+        if path:
+            Path(path).unlink(missing_ok=True)
+        raise ConflictError(str(exc)) from exc
+    return row.version

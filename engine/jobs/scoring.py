@@ -1,0 +1,57 @@
+"""Score new images with a stored run and its active threshold (`prefilter-qa predict`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import decisions as tq
+from db import runs as rq
+from db.errors import NotFoundError
+from engine.errors import UserError
+from engine.images import sha256_file
+from engine.workspace import Workspace
+
+
+def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, paths: list[Path],
+                  out_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One result per path (unreadable files carry an error, the rest a score and verdict)."""
+    from engine.predict import predict_images
+
+    with sessions.begin() as s:
+        try:
+            run = rq.get_run(s, run_id)
+        except NotFoundError:
+            raise UserError(f"no run {run_id}; see `prefilter-qa runs`") from None
+        if run.status != "succeeded" or not run.checkpoint:
+            raise UserError(f"run {run_id} has no trained model (status {run.status})")
+        t = tq.active_threshold(s, run_id)
+        if t is None:
+            raise UserError(f"run {run_id} has no threshold yet: evaluate it or set one on the Thresholds page")
+        ev = rq.latest_evaluation(s, run_id)
+        rng = (ev.metrics or {}).get("map_range") if ev else None
+        checkpoint, threshold_id = Path(run.checkpoint), t.id
+        band = (t.review_low, t.review_high) if t.review_low is not None else None
+        image_t, pixel_t = t.image_threshold, t.pixel_threshold
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    out = out_dir or ws.run_dir(run_id) / "predictions" / stamp
+    results = predict_images(
+        checkpoint, paths, out, image_threshold=image_t, review_band=band, pixel_threshold=pixel_t,
+        map_range=(rng["vmin"], rng["vmax"]) if rng else None,
+    )
+    rows = []
+    for r in results:
+        sha = None
+        if r.error is None:
+            try:
+                sha = sha256_file(Path(r.path))
+            except OSError:
+                sha = None
+        rows.append({"path": r.path, "score": r.score, "verdict": r.verdict, "heatmap": r.heatmap,
+                     "error": r.error, "sha256": sha})
+    with sessions.begin() as s:
+        tq.add_predictions(s, run_id, threshold_id, rows)
+    return [{k: v for k, v in row.items() if k != "sha256"} for row in rows]

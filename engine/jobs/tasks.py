@@ -1,0 +1,184 @@
+"""What a job's child process does: gather the run's images from the database, call the engine,
+write results back. Training is followed by an evaluation on the test split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import datasets as dq
+from db import decisions as tq
+from db import jobs as jq
+from db import masks as mq
+from db import runs as rq
+from db.models import Image, Mask, RegionOfInterest
+from engine.config import config_from_dict
+from engine.errors import UserError
+from engine.images import read_mask, sha256_file
+from engine.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reporter:
+    """Throttled progress writer mapping a phase's 0..1 onto [lo, hi] of the job's progress."""
+
+    sessions: sessionmaker[Session]
+    job_id: int
+    lo: float = 0.0
+    hi: float = 1.0
+    min_interval_s: float = 1.0
+    _last: float = field(default=0.0, repr=False)
+
+    def __call__(self, fraction: float, message: str, eta_s: float | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        value = self.lo + (self.hi - self.lo) * max(0.0, min(1.0, fraction))
+        with self.sessions.begin() as s:
+            jq.report_progress(s, self.job_id, value, message, eta_s)
+
+
+def verify_files(images: list[Image]) -> tuple[list[Image], list[dict[str, str]]]:
+    """Images whose file is still there with the content that was imported; the rest reported."""
+
+    def check(img: Image) -> str | None:
+        p = Path(img.path)
+        if not p.is_file():
+            return "file is missing (moved or deleted since import)"
+        if p.stat().st_size != img.size_bytes or sha256_file(p) != img.sha256:
+            return "file changed since import (sha256 differs); re-import the folder"
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(check, images))
+    ok = [img for img, why in zip(images, problems) if why is None]
+    bad = [{"path": img.path, "reason": why} for img, why in zip(images, problems) if why]
+    for item in bad:
+        log.warning("excluded %s: %s", item["path"], item["reason"])
+    return ok, bad
+
+
+def load_roi(session: Session, dataset_id: int, version: int | None) -> np.ndarray | None:
+    """The dataset's ROI at `version` as (H, W) bool, or None."""
+    if version is None:
+        return None
+    roi = session.query(RegionOfInterest).filter_by(dataset_id=dataset_id, version=version).one_or_none()
+    if roi is None or not roi.path:
+        return None
+    return read_mask(Path(roi.path))
+
+
+def _mask_paths(session: Session, test: list[Image], versions: dict[str, int] | None) -> dict[int, str | None]:
+    """Mask file per test image: the snapshot's version, or the current one."""
+    if versions is None:
+        current = mq.current_masks(session, [i.id for i in test])
+        return {i: m.path for i, m in current.items()}
+    out: dict[int, str | None] = {}
+    for image_id, version in versions.items():
+        m = session.query(Mask).filter_by(image_id=int(image_id), version=version).one_or_none()
+        out[int(image_id)] = m.path if m else None
+    return out
+
+
+def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> None:
+    from engine.train import TrainProgress, train
+
+    with sessions.begin() as s:
+        job = jq.get_job(s, job_id)
+        run = rq.set_run_status(s, job.run_id, "running")
+        run_id, dataset_id, snapshot, evaluation_id = run.id, run.dataset_id, dict(run.snapshot), job.evaluation_id
+        cfg = config_from_dict({k: v for k, v in run.config.items() if k != "image_rule"})
+        train_images = dq.images_by_ids(s, snapshot["train"])
+        roi = load_roi(s, dataset_id, snapshot.get("roi"))
+    train_images, excluded = verify_files(train_images)
+    if not train_images:
+        raise UserError("no usable OK training image left: every file is missing or changed")
+    run_dir = ws.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = Reporter(sessions, job_id, 0.0, 0.85)
+
+    def on_progress(p: TrainProgress) -> None:
+        msg = f"{p.phase}: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.4g}"
+        report(p.fraction, msg, p.eta_s)
+
+    log.info("run %s: training %s (%s) on %d images", run_id, cfg.model, cfg.preset, len(train_images))
+    result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi)
+    info = dict(result.info) | {
+        "epochs": result.epochs, "final_loss": result.final_loss, "train_seconds": result.seconds,
+        "device": result.device, "n_train": len(train_images), "excluded": excluded,
+    }
+    with sessions.begin() as s:
+        rq.set_run_status(s, run_id, "succeeded", checkpoint=str(result.checkpoint), info=info)
+        jq.get_job(s, job_id).device = result.device
+    if evaluation_id is not None:
+        run_evaluation(ws, sessions, job_id, evaluation_id, Reporter(sessions, job_id, 0.85, 1.0),
+                       snapshot=snapshot)
+
+
+def run_evaluate(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> None:
+    with sessions.begin() as s:
+        job = jq.get_job(s, job_id)
+        evaluation_id = job.evaluation_id
+    run_evaluation(ws, sessions, job_id, evaluation_id, Reporter(sessions, job_id), snapshot=None)
+
+
+def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, evaluation_id: int,
+                   report: Reporter, snapshot: dict[str, Any] | None) -> None:
+    """Evaluate on the snapshot's test images (after training) or the dataset's current test split."""
+    from engine.evaluate import EvalItem, evaluate_run
+
+    with sessions.begin() as s:
+        ev = rq.get_evaluation(s, evaluation_id)
+        ev.status = "running"
+        run = rq.get_run(s, ev.run_id)
+        run_id, checkpoint, dataset_id = run.id, Path(run.checkpoint or ""), ev.dataset_id
+        cfg = config_from_dict({k: v for k, v in run.config.items() if k != "image_rule"})
+        if snapshot is not None and dataset_id == run.dataset_id:
+            test = dq.images_by_ids(s, snapshot["test"])
+            masks = _mask_paths(s, test, snapshot.get("masks", {}))
+            roi = load_roi(s, dataset_id, snapshot.get("roi"))
+        else:
+            test = [i for i in dq.list_images(s, dataset_id, split="test") if i.label != "unknown"]
+            masks = _mask_paths(s, test, None)
+            roi = load_roi(s, dataset_id, mq.roi_version(s, dataset_id))
+        holdout = dq.images_by_ids(s, run.snapshot.get("holdout", []))
+        labels = {i.id: (i.label, i.defect_type) for i in test}
+    test, excluded = verify_files(test)
+    if not test:
+        raise UserError("the dataset has no usable labelled test images to evaluate on")
+    holdout, _ = verify_files(holdout)
+    items = [EvalItem(image_id=i.id, path=Path(i.path), label=i.label, defect_type=i.defect_type,
+                      mask_path=Path(masks[i.id]) if masks.get(i.id) else None) for i in test]
+    out_dir = ws.evaluation_dir(run_id, evaluation_id)
+    log.info("evaluation %s of run %s: %d test images", evaluation_id, run_id, len(items))
+    result = evaluate_run(
+        checkpoint, items, out_dir, holdout=[Path(i.path) for i in holdout], roi=roi,
+        progress=lambda f, msg: report(f, msg), device=cfg.device,
+    )
+    metrics = dict(result.metrics) | {"excluded": excluded, "failed": [
+        {"path": p, "reason": r} for p, r in result.failed], "eval_seconds": result.seconds}
+    rows = [{"image_id": sc.image_id, "label": labels[sc.image_id][0],
+             "defect_type": labels[sc.image_id][1], "score": float(sc.score), "heatmap": sc.heatmap}
+            for sc in result.images]
+    with sessions.begin() as s:
+        rq.finish_evaluation(s, evaluation_id, status="succeeded", metrics=metrics,
+                             directory=str(out_dir), scores=rows)
+        current = tq.active_threshold(s, run_id)
+        if current is None or current.set_by == tq.AUTO:
+            auto = result.auto_threshold
+            tq.save_threshold(
+                s, run_id, base_id=None, check_base=False, image_threshold=auto["image"],
+                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"), set_by=tq.AUTO,
+                evaluation_id=evaluation_id, note=f"automatic after evaluation {evaluation_id}",
+            )
+    report(1.0, "evaluation done", 0.0, force=True)
