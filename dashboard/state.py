@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import streamlit as st
@@ -9,24 +10,38 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.jobs.launch import ensure_worker
 from engine.jobs.store import open_workspace
-from engine.workspace import Workspace
+from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
 
 USER_KEY = "user"
 WORKER_CHECK_S = 30.0
 
+# Session-state keys that carry a choice from one page to the next (set them, then
+# st.switch_page). Pages also accept ?dataset=NAME&image=ID / ?run=ID / ?job=ID deep links.
+SELECTED_DATASET = "selected_dataset"  # dataset name (str) last chosen on any page
+SELECTED_IMAGE = "selected_image"  # image id (int) open in the Datasets detail view
+SELECTED_RUN = "selected_run"  # run id (int) for Results / Thresholds / Review
+SELECTED_JOB = "selected_job"  # job id (int) shown in the Jobs detail
+ANNOTATE_IMAGE = "annotate_image"  # image id (int) to open on Annotate
+ANNOTATE_QUEUE = "annotate_queue"  # list[int] of image ids for Annotate's prev/next
+
 
 @st.cache_resource
-def _resources(home: str | None) -> tuple[Workspace, sessionmaker[Session]]:
+def _resources(home: str | None, database_url: str | None) -> tuple[Workspace, sessionmaker[Session]]:
     return open_workspace(home)
 
 
+def _env_key() -> tuple[str | None, str | None]:
+    """Cache per (home, database URL): tests run pages against several workspaces in one process."""
+    return os.environ.get(HOME_ENV), os.environ.get(DATABASE_URL_ENV)
+
+
 def workspace() -> Workspace:
-    return _resources(None)[0]
+    return _resources(*_env_key())[0]
 
 
 def sessions() -> sessionmaker[Session]:
     """The database session factory (one engine per server process)."""
-    return _resources(None)[1]
+    return _resources(*_env_key())[1]
 
 
 def user() -> str:
