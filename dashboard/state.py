@@ -14,6 +14,7 @@ from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
 
 USER_KEY = "user"
 WORKER_CHECK_S = 30.0
+AUTOSTART_ENV = "PREFILTER_QA_AUTOSTART_WORKER"  # "0": never start a worker (tests run their own)
 
 # Session-state keys that carry a choice from one page to the next (set them, then
 # st.switch_page). Pages also accept ?dataset=NAME&image=ID / ?run=ID / ?job=ID deep links.
@@ -57,6 +58,8 @@ def user_ui() -> str:
 
 def keep_worker_running() -> None:
     """Start a job worker if none serves the database (checked at most every 30 s per session)."""
+    if os.environ.get(AUTOSTART_ENV, "1") == "0":
+        return
     now = time.monotonic()
     if now - st.session_state.get("_worker_checked", -WORKER_CHECK_S) < WORKER_CHECK_S:
         return

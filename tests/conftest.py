@@ -100,3 +100,9 @@ def copy_workspace(src: Path, dst: Path) -> Path:
             con.execute(f"UPDATE {table} SET {col} = replace({col}, ?, ?)", (str(src), str(dst)))
     con.close()
     return dst
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_autostart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages under AppTest must not spawn background workers; tests start their own."""
+    monkeypatch.setenv("PREFILTER_QA_AUTOSTART_WORKER", "0")
