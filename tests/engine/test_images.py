@@ -83,8 +83,9 @@ def test_mask_matches_rotated_image(tmp_path: Path) -> None:
     assert read_mask(m, expected_hw=(80, 40)).shape == (80, 40)
 
 
-def test_truncated_jpeg_detected(tmp_path: Path) -> None:
-    p = ff.make_truncated_jpeg(tmp_path / "t.jpg")
+@pytest.mark.parametrize("keep", [0.3, 0.9, 0.99])
+def test_truncated_jpeg_detected(tmp_path: Path, keep: float) -> None:
+    p = ff.make_truncated_jpeg(tmp_path / "t.jpg", keep=keep)
     with pytest.raises(InputFileError) as e:
         probe_image(p)
     assert _reason(e).startswith("truncated or corrupt image")
