@@ -1,22 +1,16 @@
 """Scan a folder of images into an ImportPlan (pure: no database, nothing written).
 
-The lead's DB registration consumes the plan; this module only decides, for every file under
-the root, whether it is a usable image (with split, label, defect type, mask) or a Skipped with
-a reason a quality engineer can act on. Decisions (DESIGN.md "Bad input"):
-
-- Skipped.path is the path relative to the import root (posix), like ScannedImage.rel_path.
-- Hidden files and folders (".DS_Store", ".git", "__MACOSX", Thumbs.db, desktop.ini) are
-  ignored silently. Files directly in the root of a seed/mvtec dataset (README, license) are
-  ignored silently. An image-extension file anywhere else outside the layout folders is
-  reported ("outside the layout folders"); other files there are ignored. Inside an image
-  folder (and anywhere in a flat import) a non-image file is reported as
-  "not an image file (extension .txt)".
-- A mask whose size differs from its image: the image is kept (NOK, no mask) and the mask is
-  reported. A mask without an image, or of a skipped image, is reported.
-- Same content twice (sha256): the first in order (train before test, then path) is kept, the
-  later one reported as "duplicate of <rel path>".
-- A symlink (file or folder) resolving outside the root is reported; symlinks inside are
-  followed (a folder link back to an ancestor is reported as a loop).
+Every file under the root becomes a usable image (split, label, defect type, mask) or a
+Skipped(path relative to the root, reason). Decisions (DESIGN.md "Bad input"):
+- Hidden entries (.DS_Store, .git), __MACOSX, Thumbs.db, desktop.ini: ignored silently; so are
+  files directly in a seed/mvtec root (README, license). An image file elsewhere outside the
+  layout folders is reported; other files there are ignored. In an image folder (anywhere in
+  a flat import) a non-image file is reported: "not an image file (extension .txt)".
+- Mask of the wrong size: the image is kept (NOK, no mask), the mask reported. A mask without
+  an image, or of a skipped image, is reported.
+- Same bytes twice: the first (train before test, then path order) is kept, the later one is
+  "duplicate of <rel path>".
+- A symlink (file or folder) resolving outside the root is reported; inside ones are followed.
 - Folder names are matched exactly (lowercase), as DESIGN.md lists them.
 """
 
@@ -108,9 +102,7 @@ class ImportPlan:
 
 
 @dataclass(frozen=True)
-class _Entry:
-    """A file's place in the layout, before it is read."""
-
+class _Entry:  # a file's place in the layout, before it is read
     rel: str
     path: Path
     kind: str  # "image" | "mask" | "skip"
