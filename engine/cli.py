@@ -80,5 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m engine.cli`: use the importable module's classes
+    from engine.cli import main as _main
+
+    sys.exit(_main())

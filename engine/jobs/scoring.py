@@ -19,8 +19,6 @@ from engine.workspace import Workspace
 def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, paths: list[Path],
                   out_dir: Path | None = None) -> list[dict[str, Any]]:
     """One result per path (unreadable files carry an error, the rest a score and verdict)."""
-    from engine.predict import predict_images
-
     with sessions.begin() as s:
         try:
             run = rq.get_run(s, run_id)
@@ -36,6 +34,8 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
         checkpoint, threshold_id = Path(run.checkpoint), t.id
         band = (t.review_low, t.review_high) if t.review_low is not None else None
         image_t, pixel_t = t.image_threshold, t.pixel_threshold
+    from engine.predict import predict_images  # torch: only once the request is known to be valid
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     out = out_dir or ws.run_dir(run_id) / "predictions" / stamp
     results = predict_images(
