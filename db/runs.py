@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from db.errors import NotFoundError
-from db.models import Evaluation, EvaluationScore, Run, utcnow
+from db.models import Evaluation, EvaluationScore, Image, Run, utcnow
 
 
 def create_run(
@@ -108,3 +108,19 @@ def common_image_ids(session: Session, evaluation_ids: Sequence[int]) -> list[in
         .order_by(EvaluationScore.image_id)
     )
     return list(session.scalars(stmt))
+
+
+def evaluation_images(session: Session, evaluation_id: int) -> list[tuple[EvaluationScore, Image]]:
+    """Scores of an evaluation with their image rows (highest score first): one query for a
+    page's gallery and arrays instead of one per image."""
+    stmt = (
+        select(EvaluationScore, Image).join(Image, Image.id == EvaluationScore.image_id)
+        .where(EvaluationScore.evaluation_id == evaluation_id)
+        .order_by(EvaluationScore.score.desc(), EvaluationScore.image_id)
+    )
+    return [(sc, img) for sc, img in session.execute(stmt)]
+
+
+def child_runs(session: Session, run_id: int) -> list[Run]:
+    """Runs retrained from this one (newest first), for "compare with parent/child"."""
+    return list(session.scalars(select(Run).where(Run.parent_run_id == run_id).order_by(Run.id.desc())))

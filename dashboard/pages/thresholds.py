@@ -1,0 +1,59 @@
+"""Thresholds: choose where a run says NOK, see what it costs, save it for `predict`."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.state import sessions
+from dashboard.widgets import threshold_state as S
+from dashboard.widgets.results_data import load_evaluation
+from dashboard.widgets.run_picker import evaluation_picker_ui, run_choices, run_picker_ui
+from dashboard.widgets.threshold_view import (charts_ui, conflict_ui, confusion_ui, history_ui, inputs_ui,
+                                              live_ui, pixel_ui, save_ui, slider_range, suggestions_ui)
+
+st.title("Thresholds")
+
+with sessions().begin() as s:
+    choices = run_choices(s)
+if not choices:
+    st.info("No evaluated run yet: a threshold is chosen on a run's test-image scores.")
+    st.stop()
+
+c1, c2 = st.columns([3, 2])
+with c1:
+    run = run_picker_ui(choices, key="thresholds_run")
+with c2:
+    eval_id = evaluation_picker_ui(run, key="thresholds_eval")
+data = load_evaluation(eval_id)
+if data is None or data.n == 0:
+    st.warning(f"Evaluation {eval_id} has no scores yet.")
+    st.stop()
+
+active = S.load_active(run.id)
+S.put(run.id, "slider_range", slider_range(data))
+fallback = float(data.metrics.get("f1_threshold") or data.scores.mean())
+S.init(run.id, active, fallback)
+S.ensure_widgets(run.id)
+
+st.markdown(f"**Active threshold** — {active.describe()}" if active else
+            "**No threshold saved for this run yet.**")
+conflict_ui(run.id, active, fallback)
+
+st.subheader("Image threshold")
+suggestions_ui(run.id, data)
+inputs_ui(run.id, data)
+left, right = st.columns([1, 1])
+with left:
+    counts = live_ui(run.id, data, active)
+with right:
+    confusion_ui(run.id, counts)
+charts_ui(run.id, data)
+
+st.subheader("Pixel threshold")
+pixel_ui(run.id, data)
+
+st.subheader("Save")
+save_ui(run.id, data.evaluation_id)
+
+st.subheader("History")
+history_ui(run.id)
