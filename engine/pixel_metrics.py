@@ -194,11 +194,11 @@ class PixelAccumulator:
         # curve from the highest threshold down, with (0, 0) in front (threshold above all)
         fpr = np.r_[0.0, fp[::-1] / n_neg]
         tpr = np.r_[0.0, tp[::-1] / n_pos]
-        auroc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+        auroc = min(1.0, float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0)))
         aupro = None
         if self.n_regions:
             pro = np.r_[0.0, _rev_cumsum(self.pro)[::-1] / self.n_regions]
-            aupro = _area_to(fpr, pro, fpr_limit) / fpr_limit
+            aupro = min(1.0, _area_to(fpr, pro, fpr_limit) / fpr_limit)  # rounding
         f1 = (2 * tp / (tp + fp + n_pos))[::-1]  # highest threshold first: argmax keeps it on ties
         i = int(np.argmax(f1))
         keep = _downsample(fpr[1:], tpr[1:])
