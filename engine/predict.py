@@ -1,0 +1,130 @@
+"""Score new images with a stored model and threshold (`prefilter-qa predict`).
+
+Verdicts follow `engine.metrics.verdicts` (NOK iff score >= threshold; review band
+OK < lo <= REVIEW < hi <= NOK), so prediction and evaluation can never disagree. Heatmaps are
+PNG overlays on the original image (original resolution), written by a small thread pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.fsutil import atomic_write_bytes
+from engine.metrics import verdicts
+from engine.viz import mask_overlay, overlay, predicted_mask, to_original_grid
+
+log = logging.getLogger(__name__)
+
+OUTLINE_RGB = (255, 255, 255)  # predicted-defect outline drawn when a pixel threshold is given
+
+
+@dataclass
+class PredictResult:
+    path: str
+    score: float | None
+    verdict: str | None  # "OK" | "REVIEW" | "NOK"; None when the file could not be scored
+    heatmap: str | None  # PNG overlay (original resolution)
+    error: str | None  # why the file could not be scored
+
+
+def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
+                   image_threshold: float, review_band: tuple[float, float] | None = None,
+                   pixel_threshold: float | None = None,
+                   map_range: tuple[float, float] | None = None, device: str = "auto",
+                   batch_size: int | None = None, num_workers: int | None = None
+                   ) -> list[PredictResult]:
+    """One result per path, in order; unreadable files get `error`, the rest are scored.
+
+    `map_range` (vmin, vmax) should be the evaluation's `map_range` so colours match the
+    dashboard; without it each overlay is scaled to its own map (1st..99.9th percentile).
+    """
+    import torch
+
+    from engine.checkpoint import load_model
+    from engine.eval_data import make_eval_loader
+
+    verdicts([], image_threshold, review_band)  # a bad band fails before any work
+    paths = [Path(p) for p in paths]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [PredictResult(str(p), None, None, None, None) for p in paths]
+    if not paths:
+        return results
+    model, config = load_model(Path(checkpoint), device=device)
+    model.eval()
+    if num_workers is not None:
+        config = dataclasses.replace(config, num_workers=int(num_workers))
+    dev = next(model.parameters()).device
+    names = _png_names(paths)
+    loader = make_eval_loader(paths, config, int(batch_size or config.batch_size),
+                              keep_original=True)
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="overlay-writer")
+    pending: list[Future] = []
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                idx = batch["i"].tolist()
+                good = [j for j, e in enumerate(batch["err"]) if not e]
+                for j, e in enumerate(batch["err"]):
+                    if e:
+                        results[idx[j]].error = e
+                if not good:
+                    continue
+                x = batch["x"][good].to(dev)  # (B', 3, S, S)
+                pred = model(x)
+                scores = pred.score.float().cpu().numpy()  # (B',)
+                maps = pred.anomaly_map.float().cpu().numpy()  # (B', S, S)
+                for k, j in enumerate(good):
+                    r = results[idx[j]]
+                    if not np.isfinite(scores[k]):
+                        r.error = "model produced a non-finite score"
+                        continue
+                    r.score = float(scores[k])
+                    r.verdict = str(verdicts([r.score], image_threshold, review_band)[0])
+                    png = out_dir / names[idx[j]]
+                    r.heatmap = str(png)
+                    pending.append(pool.submit(_write_overlay, png, batch["orig"][j], maps[k],
+                                               map_range, pixel_threshold))
+        for f in pending:
+            f.result()
+    finally:
+        pool.shutdown(wait=True)
+    return results
+
+
+def results_to_json(results: Sequence[PredictResult]) -> list[dict]:
+    """The `predict --json` shape of DESIGN.md (+ "error")."""
+    return [dataclasses.asdict(r) for r in results]
+
+
+def _png_names(paths: list[Path]) -> list[str]:
+    """`<stem>_heatmap.png`, with the position added where two inputs share a stem."""
+    stems = [p.stem for p in paths]
+    dup = {s for s in stems if stems.count(s) > 1}
+    return [f"{s}_{k}_heatmap.png" if s in dup else f"{s}_heatmap.png"
+            for k, s in enumerate(stems)]
+
+
+def _write_overlay(png: Path, orig: np.ndarray, amap: np.ndarray,
+                   map_range: tuple[float, float] | None, pixel_threshold: float | None) -> None:
+    """Overlay at the original resolution (+ outline of pixels >= pixel_threshold), PNG."""
+    if map_range is None or map_range[0] is None or map_range[1] is None:
+        vmin, vmax = (float(v) for v in np.percentile(amap, [1.0, 99.9]))
+    else:
+        vmin, vmax = float(map_range[0]), float(map_range[1])
+    big = to_original_grid(amap, orig.shape[:2])  # (H, W) float32
+    img = overlay(orig, big, vmin, vmax)
+    if pixel_threshold is not None:
+        img = mask_overlay(img, predicted_mask(big, pixel_threshold), OUTLINE_RGB, alpha=0.0)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{png}: PNG encoding failed")
+    atomic_write_bytes(png, buf.tobytes())
