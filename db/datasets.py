@@ -176,3 +176,27 @@ def images_by_ids(session: Session, ids: Sequence[int]) -> list[Image]:
         return []
     found = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
     return [found[i] for i in ids if i in found]
+
+
+def mark_source(session: Session, dataset_id: int, paths: Sequence[str], source: str) -> int:
+    """Record where images came from (e.g. "upload" for files saved from the browser)."""
+    if not paths:
+        return 0
+    imgs = session.scalars(select(Image).where(Image.dataset_id == dataset_id, Image.path.in_(list(paths))))
+    n = 0
+    for img in imgs:
+        img.source = source
+        n += 1
+    return n
+
+
+def image_position(
+    session: Session, dataset_id: int, image_id: int, *, split: str | None = None,
+    label: str | None = None, defect_type: str | None = None, has_mask: bool | None = None,
+) -> int | None:
+    """Index of the image in list_images order under these filters (None if filtered out)."""
+    stmt = _filtered(select(func.count(Image.id)), dataset_id, split, label, defect_type, has_mask)
+    member = _filtered(select(Image.id), dataset_id, split, label, defect_type, has_mask)
+    if session.scalar(member.where(Image.id == image_id)) is None:
+        return None
+    return int(session.scalar(stmt.where(Image.id < image_id)) or 0)

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.errors import NotFoundError
-from db.models import Job, utcnow
+from db.models import Dataset, Job, Run, utcnow
 
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -122,3 +122,17 @@ def stale_running_jobs(session: Session, max_age: timedelta, now: datetime | Non
 
 def running_job_of_worker(session: Session, worker: str) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.status == "running", Job.worker == worker)))
+
+
+def jobs_with_context(session: Session, *, limit: int = 200,
+                      active_only: bool = False) -> list[tuple[Job, Run | None, str | None]]:
+    """Jobs (newest first) with their run and the run's dataset name, for the Jobs page."""
+    stmt = (
+        select(Job, Run, Dataset.name)
+        .outerjoin(Run, Job.run_id == Run.id)
+        .outerjoin(Dataset, Run.dataset_id == Dataset.id)
+        .order_by(Job.id.desc()).limit(limit)
+    )
+    if active_only:
+        stmt = stmt.where(Job.status.in_(ACTIVE))
+    return [(job, run, name) for job, run, name in session.execute(stmt)]

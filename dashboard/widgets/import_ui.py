@@ -1,0 +1,96 @@
+"""Forms for importing a server folder or uploading files, and the import report display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from engine.images import IMAGE_EXTENSIONS
+
+LAYOUTS = {"auto": "Detect automatically", "seed": "seed (train/ok, test/ok, test/nok, test/masks/nok)",
+           "mvtec": "MVTec (train/good, test/<defect>, ground_truth)", "flat": "flat (unlabelled images)"}
+SPLITS = {"none": "Unassigned", "train": "Train", "test": "Test"}
+LABELS = {"unknown": "Unlabelled", "ok": "OK", "nok": "NOK"}
+
+
+@dataclass(frozen=True)
+class FolderRequest:
+    folder: str
+    name: str
+    layout: str
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    name: str
+    files: list[tuple[str, bytes]]  # (file name as uploaded, bytes)
+    split: str | None  # for loose images: "train" | "test" | None
+    label: str  # for loose images: "ok" | "nok" | "unknown"
+
+
+def folder_import_ui(roots: list[Path], default_name: str, *, key: str) -> FolderRequest | None:
+    """A form; returns the request when submitted."""
+    with st.form(f"{key}_form", border=False):
+        folder = st.text_input("Folder on the server", key=f"{key}_folder",
+                               placeholder=str(roots[0] / "my-dataset") if roots else "",
+                               help="Absolute path of a dataset folder on the server.")
+        st.caption("Allowed under: " + ", ".join(f"`{r}`" for r in roots)
+                   + " (set PREFILTER_QA_IMPORT_ROOTS to change).")
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Dataset name", value=default_name, key=f"{key}_name",
+                             help="An existing name adds the images to that dataset; a new name creates one.")
+        layout = c2.selectbox("Layout", list(LAYOUTS), format_func=LAYOUTS.__getitem__, key=f"{key}_layout")
+        if st.form_submit_button("Import folder", icon=":material/drive_folder_upload:", type="primary"):
+            return FolderRequest(folder=folder, name=name, layout=layout)
+    return None
+
+
+def upload_ui(default_name: str, *, key: str) -> UploadRequest | None:
+    """File uploader (images and/or zips) + where loose images go; returns the request on submit."""
+    types = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS) + ["zip"]
+    with st.form(f"{key}_form", border=False, clear_on_submit=True):
+        files = st.file_uploader("Images or zip archives", type=types, accept_multiple_files=True,
+                                 key=f"{key}_files",
+                                 help="A zip may hold loose images or a whole dataset in the seed or "
+                                      "MVTec layout (its folders then give split, label and masks).")
+        name = st.text_input("Dataset name", value=default_name, key=f"{key}_name",
+                             help="An existing name adds the images to that dataset; a new name creates one.")
+        c1, c2 = st.columns(2)
+        split = c1.selectbox("Split of loose images", list(SPLITS), format_func=SPLITS.__getitem__,
+                             key=f"{key}_split")
+        label = c2.selectbox("Label of loose images", list(LABELS), format_func=LABELS.__getitem__,
+                             key=f"{key}_label")
+        if st.form_submit_button("Upload and import", icon=":material/upload:", type="primary"):
+            payload = [(f.name, f.getvalue()) for f in files or []]
+            return UploadRequest(name=name, files=payload, split=None if split == "none" else split,
+                                 label=label)
+    return None
+
+
+def skipped_table_ui(skipped: list[dict[str, str]]) -> None:
+    if skipped:
+        st.dataframe([{"File": s["path"], "Reason": s["reason"]} for s in skipped], hide_index=True,
+                     width="stretch", height=min(400, 38 + 35 * len(skipped)))
+
+
+def import_report_ui(report: dict[str, Any]) -> None:
+    """Counts of what was imported, then every skipped file with its reason."""
+    c = report["imported"]
+    parts = [f"{c.get('train_ok', 0)} train OK", f"{c.get('test_ok', 0)} test OK",
+             f"{c.get('test_nok', 0)} test NOK", f"{c.get('masks', 0)} masks"]
+    parts += [f"{c[k]} {k.replace('_', ' ')}" for k in ("train_nok", "unlabelled") if c.get(k)]
+    st.success(f"Dataset **{report['dataset']}** ({report['layout']} layout): imported "
+               + ", ".join(parts) + f"; {report['unchanged']} already there, unchanged.",
+               icon=":material/check_circle:")
+    if report.get("updated"):
+        with st.expander(f"{len(report['updated'])} images updated"):
+            st.dataframe([{"File": u["path"], "Why": u["reason"]} for u in report["updated"]],
+                         hide_index=True, width="stretch")
+    skipped = report.get("skipped") or []
+    if skipped:
+        st.warning(f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped — "
+                   "each with the reason:", icon=":material/warning:")
+        skipped_table_ui(skipped)
