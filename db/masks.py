@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import StaleEditError
-from db.models import Image, Mask, RegionOfInterest
+from db.models import Evaluation, EvaluationScore, Image, Mask, RegionOfInterest, Threshold
 
 
 def current_mask(session: Session, image_id: int) -> Mask | None:
@@ -105,3 +105,58 @@ def roi_version(session: Session, dataset_id: int) -> int | None:
     return session.scalar(
         select(func.max(RegionOfInterest.version)).where(RegionOfInterest.dataset_id == dataset_id)
     )
+
+
+def mask_version(session: Session, image_id: int, version: int) -> Mask | None:
+    """One stored version of an image's mask (history, restore)."""
+    return session.scalar(select(Mask).where(Mask.image_id == image_id, Mask.version == version))
+
+
+# Annotation queues: which images the Annotate page steps through with prev/next.
+QUEUES = {
+    "nok_unmasked": "NOK without mask",
+    "nok": "All NOK images",
+    "false_negatives": "False negatives of a run",
+    "all": "All images",
+}
+
+
+def false_negative_ids(session: Session, run_id: int) -> list[int]:
+    """Images labelled NOK now that scored below the run's active image threshold.
+
+    Scores come from the run's latest succeeded evaluation; lowest score (worst miss) first.
+    Empty when the run has no evaluation or no threshold yet.
+    """
+    ev_id = session.scalar(
+        select(Evaluation.id).where(Evaluation.run_id == run_id, Evaluation.status == "succeeded")
+        .order_by(Evaluation.id.desc()).limit(1)
+    )
+    threshold = session.scalar(
+        select(Threshold.image_threshold).where(Threshold.run_id == run_id)
+        .order_by(Threshold.id.desc()).limit(1)
+    )
+    if ev_id is None or threshold is None:
+        return []
+    stmt = (
+        select(EvaluationScore.image_id).join(Image, Image.id == EvaluationScore.image_id)
+        .where(EvaluationScore.evaluation_id == ev_id, Image.label == "nok",
+               EvaluationScore.score < threshold)
+        .order_by(EvaluationScore.score, EvaluationScore.image_id)
+    )
+    return list(session.scalars(stmt))
+
+
+def annotation_queue(session: Session, dataset_id: int, kind: str, run_id: int | None = None) -> list[int]:
+    """Image ids of a queue (see QUEUES) in the order prev/next walks them."""
+    if kind == "false_negatives":
+        return false_negative_ids(session, run_id) if run_id is not None else []
+    stmt = select(Image.id).where(Image.dataset_id == dataset_id).order_by(Image.id)
+    if kind in ("nok", "nok_unmasked"):
+        stmt = stmt.where(Image.label == "nok")
+    if kind == "nok_unmasked":
+        latest = (select(Mask.pixels).where(Mask.image_id == Image.id)
+                  .order_by(Mask.version.desc()).limit(1).scalar_subquery())
+        stmt = stmt.where(func.coalesce(latest, 0) == 0)
+    elif kind not in ("nok", "all"):
+        raise ValueError(f"unknown annotation queue {kind!r}; one of {sorted(QUEUES)}")
+    return list(session.scalars(stmt))

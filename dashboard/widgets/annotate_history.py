@@ -1,0 +1,78 @@
+"""Mask history (restore a version) and the conflict notice of the Annotate page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.state import sessions
+from dashboard.widgets import annotate_actions as A
+from dashboard.widgets import annotate_state as S
+from dashboard.widgets.annotate_view import load_image, load_mask, tinted
+from db import masks as mq
+from db.models import Image, Mask
+
+SOURCES = {"imported": "imported", "drawn": "drawn", "cleared": "cleared (no defect / empty)",
+           "restored": "restored"}
+
+
+def _when(m: Mask) -> str:
+    return f"{m.created_at.astimezone():%Y-%m-%d %H:%M:%S}"
+
+
+def history_ui(image_id: int) -> None:
+    """Every saved version, newest first; restoring one saves its content as a new version."""
+    with sessions()() as s:
+        versions = mq.mask_history(s, image_id)
+    if not versions:
+        st.caption("No mask saved yet.")
+        return
+    rows = [{"version": m.version, "author": m.author, "time": _when(m), "source": m.source,
+             "pixels": m.pixels, "from": m.parent_version} for m in versions]
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"version": st.column_config.NumberColumn("v", width="small"),
+                                "from": st.column_config.NumberColumn("from v", help="version the edit started from")})
+    older = [m.version for m in versions[1:]]
+    if not older:
+        return
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    pick = c1.selectbox("Restore version", older, key=f"annotate_restore_pick_{image_id}",
+                        format_func=lambda v: f"v{v}")
+    c2.button("Restore", key=f"annotate_restore_{image_id}", on_click=A.restore, args=(image_id, pick),
+              help="Saves that version's mask as a new version (nothing is deleted).",
+              disabled=S.unsaved(image_id))
+
+
+def conflict_ui(image: Image, latest: Mask | None) -> None:
+    """Tell the user when the saved mask moved on under their unsaved edit, and let them choose."""
+    e = S.edits().get(image.id)
+    if e is None:
+        return
+    conflict = S.conflicts().get(image.id)
+    latest_version = latest.version if latest else None
+    if conflict is None and (latest_version == e.base_version or not S.unsaved(image.id)):
+        return
+    who = f"**{latest.author}** at {_when(latest)}" if latest else "someone"
+    text = (f"Version {latest_version} was saved by {who} after you started editing from version "
+            f"{e.base_version if e.base_version is not None else '— (no mask)'}.")
+    if conflict is not None:
+        st.error(f"**Not saved: this mask was changed by someone else.** {text} Your changes are kept "
+                 "as an unsaved draft. Compare, then choose:", icon=":material/sync_problem:")
+    else:
+        st.warning(f"**Someone else saved this mask meanwhile.** {text} Saving yours will ask you first.",
+                   icon=":material/sync_problem:")
+    hw = (image.height, image.width)
+    pic = load_image(image.path, image.sha256)
+    theirs = load_mask(latest.path if latest else None, hw)
+    mine = S.working_mask(image.id)
+    s = min(1.0, 300 / max(hw))
+    size = (max(1, round(hw[1] * s)), max(1, round(hw[0] * s)))
+    c1, c2 = st.columns(2)
+    c1.image(tinted(pic, theirs, (0, 0, hw[1], hw[0]), size, 0.5),
+             caption=f"Theirs: v{latest_version} · {int(theirs.sum()):,} px")
+    c2.image(tinted(pic, mine, (0, 0, hw[1], hw[0]), size, 0.5), caption=f"Yours (unsaved) · {int(mine.sum()):,} px")
+    b1, b2 = st.columns(2)
+    b1.button("Load theirs (discard mine)", key=f"annotate_theirs_{image.id}", on_click=A.load_theirs,
+              args=(image.id,), icon=":material/download:", width="stretch")
+    b2.button(f"Overwrite: save mine on top of v{latest_version}", key=f"annotate_overwrite_{image.id}",
+              on_click=A.overwrite, args=(image.id,), icon=":material/upload:", width="stretch",
+              help="Deliberately replaces their mask with yours (as a new version; theirs stays in the history).")
