@@ -1,0 +1,140 @@
+"""The job worker for real: child processes, kill -9, cancel, dead workers, train --wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from db import connect
+from db import jobs as jq
+from db.models import utcnow
+from tests.conftest import REPO, TINY_AE, cli
+
+LONG_AE = ["input_size=64", "epochs=400", "batch_size=2", "num_workers=0"]
+
+
+def _train_args(sets: list[str]) -> list[str]:
+    args = ["train", "--dataset", "tiny", "--model", "ae", "--json"]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def _sessions(home: Path):
+    return connect(f"sqlite:///{home / 'prefilter-qa.db'}")
+
+
+def _start_worker(home: Path, *extra: str) -> subprocess.Popen[str]:
+    env = os.environ | {"PREFILTER_QA_HOME": str(home), "PREFILTER_QA_THREADS": "1"}
+    env.pop("PREFILTER_QA_DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "worker", "--poll", "0.2", *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _job(sessions, job_id: int):
+    with sessions.begin() as s:
+        j = jq.get_job(s, job_id)
+        return j.status, j.progress, j.child_pid, j.error
+
+
+@pytest.fixture
+def tiny_home(tmp_path: Path, tiny_demo: Path) -> Path:
+    home = tmp_path / "ws"
+    cli("import", str(tiny_demo), "--name", "tiny", home=home)
+    return home
+
+
+def test_kill_9_of_a_running_child_fails_its_job_and_the_next_job_runs(tiny_home: Path) -> None:
+    long_job = json.loads(cli(*_train_args(LONG_AE), home=tiny_home).stdout)["job_id"]
+    short_job = json.loads(cli(*_train_args(TINY_AE), home=tiny_home).stdout)["job_id"]
+    sessions = _sessions(tiny_home)
+    worker = _start_worker(tiny_home, "--idle-exit", "1")
+    try:
+        _wait_for(lambda: _job(sessions, long_job)[1] > 0, what="training progress")
+        pid = _job(sessions, long_job)[2]
+        os.kill(pid, signal.SIGKILL)
+        status, _, _, error = _wait_for(
+            lambda: _job(sessions, long_job) if _job(sessions, long_job)[0] != "running" else None)
+        assert status == "failed" and "SIGKILL" in error
+        _wait_for(lambda: _job(sessions, short_job)[0] in jq.FINAL, what="the next job")
+        assert _job(sessions, short_job)[0] == "succeeded", _job(sessions, short_job)
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    runs = json.loads(cli("runs", "--json", home=tiny_home).stdout)
+    assert {r["status"] for r in runs} == {"failed", "succeeded"}
+
+
+def test_cancel_a_running_job_kills_its_child(tiny_home: Path) -> None:
+    job_id = json.loads(cli(*_train_args(LONG_AE), home=tiny_home).stdout)["job_id"]
+    sessions = _sessions(tiny_home)
+    worker = _start_worker(tiny_home)
+    try:
+        _wait_for(lambda: _job(sessions, job_id)[1] > 0, what="training progress")
+        pid = _job(sessions, job_id)[2]
+        out = json.loads(cli("cancel", str(job_id), "--json", home=tiny_home).stdout)
+        assert out["status"] == "running"  # requested; the worker stops it
+        _wait_for(lambda: _job(sessions, job_id)[0] == "cancelled", what="cancelled")
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        jobs = json.loads(cli("jobs", "--json", home=tiny_home).stdout)
+        assert set(jobs[0]) >= {"id", "kind", "status", "progress", "error"}
+        assert jobs[0]["status"] == "cancelled"
+        assert json.loads(cli("runs", str(jobs[0]["run_id"]), "--json", home=tiny_home).stdout)[
+            "status"] == "cancelled"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def test_a_job_whose_worker_died_is_failed_by_the_next_worker(tiny_home: Path) -> None:
+    sessions = _sessions(tiny_home)
+    with sessions.begin() as s:
+        elsewhere = jq.enqueue_job(s, "evaluate", {}).id
+        local = jq.enqueue_job(s, "evaluate", {}).id
+    with sessions.begin() as s:
+        a = jq.claim_next_job(s, "otherhost:4242")
+        a.heartbeat_at = utcnow() - timedelta(minutes=10)
+        b = jq.claim_next_job(s, f"{os.uname().nodename}:999999")  # this host, no such pid
+    worker = _start_worker(tiny_home, "--once")
+    worker.wait(timeout=60)
+    assert "stopped responding" in _job(sessions, elsewhere)[3]
+    assert "is gone" in _job(sessions, local)[3]
+    assert _job(sessions, elsewhere)[0] == _job(sessions, local)[0] == "failed"
+
+
+def test_trained_runs_have_artifacts_and_new_evaluations(trained_workspace, tmp_path: Path) -> None:
+    from tests.conftest import copy_workspace
+
+    home = copy_workspace(trained_workspace.home, tmp_path / "copy")
+    run = json.loads(cli("runs", str(trained_workspace.dfr_run), "--json", home=home).stdout)
+    assert {"id", "model", "preset", "status", "config", "metrics", "threshold"} <= set(run)
+    m = run["metrics"]
+    assert {"image_auroc", "image_auroc_ci95", "pixel_auroc", "aupro", "f1_max", "f1_threshold",
+            "fpr_at_full_recall", "per_defect"} <= set(m)
+    assert 0.0 <= m["image_auroc"] <= 1.0 and len(m["image_auroc_ci95"]) == 2
+    assert run["threshold"]["set_by"] == "auto" and run["threshold"]["image"] == m["f1_threshold"]
+    assert Path(run["checkpoint"]).is_file()
+    first = run["evaluation_id"]
+    again = json.loads(cli("evaluate", "--run", str(run["id"]), "--wait", "--json", home=home).stdout)
+    assert again["evaluation_id"] != first  # each evaluation is its own record
+    ev_dir = home / "runs" / str(run["id"]) / "evaluations" / str(again["evaluation_id"])
+    assert (ev_dir / "metrics.json").is_file() and list((ev_dir / "heatmaps").glob("*.npy"))
