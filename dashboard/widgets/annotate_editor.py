@@ -12,7 +12,7 @@ from dashboard.widgets import annotate_actions as A
 from dashboard.widgets import annotate_state as S
 from dashboard.widgets import canvas
 from dashboard.widgets.annotate_history import conflict_ui, history_ui
-from dashboard.widgets.annotate_tools import tool_key, tool_ui
+from dashboard.widgets.annotate_tools import describe, tool_key, tool_ui
 from dashboard.widgets.annotate_view import (ZOOMS, View, background, canvas_size, full_view, geometry,
                                              load_image, minimap, view_of_mask)
 from db import datasets as dq
@@ -84,7 +84,7 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
     size = canvas_size(box)
     geo = geometry(box, size)
     head = st.container()  # filled after the canvas: it says whether there are unsaved strokes
-    tool = tool_ui(TOOLS_KEY, image_px_per_screen_px=1 / geo.px_per_image_px)
+    tool = tool_ui(TOOLS_KEY)
     alpha = float(st.session_state.get(ALPHA_KEY, 0.45))
 
     def key() -> str:
@@ -99,13 +99,15 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
         except UserError as exc:
             st.error(f"Cannot show {image.path}: {exc}")
             return
+        st.caption(f"{describe(tool, 1 / geo.px_per_image_px)} Red: defect mask · cyan: eraser strokes, "
+                   "applied when you save.")
         k = key()
         objects = canvas.canvas_ui(bg, width=size[0], height=size[1], drawing_mode=tool.drawing_mode,
                                    stroke_width=tool.stroke_width, stroke_color=tool.stroke_color,
                                    fill_color=tool.fill_color, key=k)
         S.remember_canvas(image.id, k, geo, objects)
-        st.caption("Red: defect mask (saved or unsaved) · cyan: eraser strokes, applied when you save. "
-                   "The canvas' own ↶ ↷ undo strokes made since the last zoom or save.")
+        st.caption("Hover over the canvas for its toolbar: ↶ ↷ undo/redo strokes since the last zoom or "
+                   "save, ✎ select and move them, 🗑 clear them.")
     with head:
         header_ui(image, latest)
         conflict_ui(image, latest)

@@ -30,42 +30,59 @@ class Tool:
     drawing_mode: str  # freedraw | polygon | rect
     stroke_width: int
     erase: bool
+    paint: tuple[str, str] = (PAINT_STROKE, PAINT_FILL)  # (stroke, fill) colours when not erasing
 
     @property
     def stroke_color(self) -> str:
-        return ERASER_STROKE if self.erase else PAINT_STROKE
+        return ERASER_STROKE if self.erase else self.paint[0]
 
     @property
     def fill_color(self) -> str:
-        return ERASER_FILL if self.erase else PAINT_FILL
+        return ERASER_FILL if self.erase else self.paint[1]
 
 
-def tool_ui(key: str, *, image_px_per_screen_px: float = 1.0, labels: dict[str, str] | None = None) -> Tool:
+def tool_ui(key: str, *, labels: dict[str, str] | None = None,
+            paint: tuple[str, str] = (PAINT_STROKE, PAINT_FILL), compact: bool = False) -> Tool:
     """Tool picker + brush width. `key` prefixes widget keys (the tool key is also what pages
-    check to see whether they were just (re)entered: it is not kept across page switches)."""
+    check to see whether they were just (re)entered: it is not kept across page switches).
+    `compact`: tools on their own row (narrow containers)."""
     names = {**TOOLS, **(labels or {})}
-    cols = st.columns([5, 3, 3], vertical_alignment="bottom")
+    if compact:
+        top = st.container()
+        cols = [top, *st.columns([1, 1], vertical_alignment="bottom")]
+    else:
+        cols = st.columns([6, 2, 3], vertical_alignment="bottom")
     with cols[0]:
         choice = st.segmented_control("Tool", list(names), format_func=names.__getitem__, default="brush",
                                       required=True, key=f"{key}_tool")
     choice = choice or "brush"
     mode = {"brush": "freedraw", "polygon": "polygon", "rect": "rect"}.get(choice, "freedraw")
-    with cols[1]:
-        if choice == "eraser":
+    if choice == "eraser":
+        with cols[1]:
             mode = st.selectbox("Eraser shape", list(ERASER_SHAPES), format_func=ERASER_SHAPES.__getitem__,
                                 key=f"{key}_eraser_shape", persist_state="session")
-        else:
-            st.caption(HELP[choice])
     freehand = mode == "freedraw"
     with cols[2]:
         width = st.slider("Brush width (screen px)", 1, 60, 12, key=f"{key}_width", persist_state="session",
                           disabled=not freehand,
                           help="Width of brush and eraser strokes on screen. Zoom in for finer strokes: "
                                "the mask is always drawn at the image's full resolution.")
-    with cols[1]:
-        if choice == "eraser" or freehand:
-            st.caption(f"Brush ≈ {max(1.0, width * image_px_per_screen_px):.1f} image px at this zoom.")
-    return Tool(drawing_mode=mode, stroke_width=int(width) if freehand else 1, erase=choice == "eraser")
+    return Tool(drawing_mode=mode, stroke_width=int(width) if freehand else 1, erase=choice == "eraser",
+                paint=paint)
+
+
+def describe(tool: Tool, image_px_per_screen_px: float) -> str:
+    """One line on what the tool does (and the brush size in image pixels)."""
+    if tool.erase:
+        how = {"freedraw": "drag to erase", "polygon": "click corners, click the first one again to erase "
+               "the inside", "rect": "drag a rectangle to erase"}[tool.drawing_mode]
+        text = f"**Eraser**: {how}"
+    else:
+        key = {"freedraw": "brush", "polygon": "polygon", "rect": "rect"}[tool.drawing_mode]
+        text = f"**{TOOLS[key].split(' ', 1)[1]}**: {HELP[key][0].lower()}{HELP[key][1:].rstrip('.')}"
+    if tool.drawing_mode == "freedraw":
+        text += f" (≈ {max(1.0, tool.stroke_width * image_px_per_screen_px):.1f} image px wide at this zoom)"
+    return text + "."
 
 
 def tool_key(key: str) -> str:

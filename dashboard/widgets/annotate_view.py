@@ -124,10 +124,11 @@ def png(rgb: np.ndarray) -> bytes:
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def background(path: str, sha256: str, mask_token: str, box: tuple[int, int, int, int],
-               size: tuple[int, int], alpha: float, _mask: Callable[[], np.ndarray]) -> bytes:
+               size: tuple[int, int], alpha: float, _mask: Callable[[], np.ndarray],
+               rgb: tuple[int, int, int] = MASK_RGB) -> bytes:
     """PNG bytes of the tinted view; `mask_token` names the mask `_mask()` returns (only called
     on a cache miss). Identical inputs give identical bytes, so the canvas does not reset."""
-    return png(tinted(load_image(path, sha256), _mask(), box, size, alpha))
+    return png(tinted(load_image(path, sha256), _mask(), box, size, alpha, rgb))
 
 
 def minimap(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE
 from dashboard.widgets import canvas as canvas_module
-from dashboard.widgets.annotate_view import canvas_size, geometry
+from dashboard.widgets.annotate_view import MAX_CANVAS, canvas_size, geometry
 from engine.annotate import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
 from engine.jobs.registry import save_mask
 from engine.jobs.store import open_workspace
@@ -41,10 +41,10 @@ class Canvas:
         return list(self.objects)
 
     def rect(self, x0: int, y0: int, x1: int, y1: int, *, erase: bool = False, hw: tuple[int, int] = (64, 64),
-             box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+             box: tuple[int, int, int, int] | None = None, max_wh: tuple[int, int] = MAX_CANVAS) -> dict[str, Any]:
         """A Rect covering image pixels [x0, x1) x [y0, y1) in the view `box` (default: all)."""
         box = box or (0, 0, hw[1], hw[0])
-        g = geometry(box, canvas_size(box))
+        g = geometry(box, canvas_size(box, max_wh))
         left, top = g.offset_x + (x0 - g.crop_x) * g.scale_x, g.offset_y + (y0 - g.crop_y) * g.scale_y
         return {"type": "Rect", "originX": "left", "originY": "top", "left": left, "top": top,
                 "width": (x1 - x0) * g.scale_x, "height": (y1 - y0) * g.scale_y, "strokeWidth": 0,
