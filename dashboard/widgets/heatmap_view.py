@@ -121,6 +121,8 @@ def show_panels(panels: dict[str, np.ndarray | str], captions: dict[str, str] | 
 def detail_ui(data: EvalData, i: int, *, mask_path: str | None, pixel_threshold: float | None,
               key: str) -> None:
     """Original | heatmap overlay (opacity slider) | ground truth | predicted mask."""
+    if pixel_threshold is None:  # no saved pixel threshold: the evaluation's suggestion
+        pixel_threshold = (data.metrics.get("auto_threshold") or {}).get("pixel")
     c1, c2 = st.columns([2, 1])
     alpha = c1.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key}_alpha")
     px = c2.number_input("Pixel threshold (predicted mask)", value=pixel_threshold, format="%.4f",

@@ -1,8 +1,9 @@
 """Choosing a run (and which of its evaluations) on Results / Thresholds / Review.
 
-The chosen run is shared between these pages through `RUN_KEY` (a plain session key, not a
-widget key, so it survives page switches); another page can preselect a run by setting it
-before `st.switch_page`. `COMPARE_KEY` likewise preselects the second run on Results.
+The chosen run is shared between these pages through `SELECTED_RUN` (dashboard.state; a plain
+session key, not a widget key, so it survives page switches); another page can preselect a run
+by setting it before `st.switch_page`, or link with `?run=ID`. `COMPARE_KEY` likewise
+preselects the second run on Results (consumed once).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 import streamlit as st
 from sqlalchemy.orm import Session
 
+from dashboard.state import SELECTED_RUN
 from db import datasets as dq
 from db import runs as rq
 
-RUN_KEY = "qa_run_id"  # int: the run Results / Thresholds / Review show
+RUN_KEY = SELECTED_RUN  # int: the run Results / Thresholds / Review show
 COMPARE_KEY = "qa_compare_run_id"  # int | None: the second run on Results
 
 
@@ -66,8 +68,12 @@ def _select(label: str, options: list[int], labels: dict[int, str], *, key: str,
 
 def run_picker_ui(choices: list[RunChoice], *, key: str, label: str = "Run") -> RunChoice | None:
     """The main run selectbox; its choice is remembered under RUN_KEY across pages (another
-    page may set RUN_KEY before switching here to preselect a run)."""
+    page may set RUN_KEY before switching here, or link with ?run=ID, to preselect a run)."""
     opts = [c.id for c in choices]
+    raw = st.query_params.get("run", "")
+    if raw.isdigit() and int(raw) in opts:  # a deep link: follow it once
+        st.session_state[RUN_KEY] = int(raw)
+        del st.query_params["run"]
     wanted = st.session_state.get(RUN_KEY)
     if wanted in opts and st.session_state.get(key) != wanted and st.session_state.get(f"{key}_seen") != wanted:
         st.session_state[key] = wanted  # a request from another page (or the first visit)
