@@ -107,7 +107,7 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
                                    fill_color=tool.fill_color, key=k)
         S.remember_canvas(image.id, k, geo, objects)
         st.caption("Hover over the canvas for its toolbar: ↶ ↷ undo/redo strokes since the last zoom or "
-                   "save, ✎ select and move them, 🗑 clear them.")
+                   "save, the pencil selects and moves them, the bin clears them.")
     with head:
         header_ui(image, latest)
         conflict_ui(image, latest)
