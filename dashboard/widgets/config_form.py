@@ -17,8 +17,18 @@ from engine.config import CONFIG_TYPES, PRESETS, field_choices, field_help
 HIDDEN = ("model", "preset")
 COMMON_MAIN = ("input_size", "epochs", "batch_size", "lr", "enhance", "device")
 MAIN = {"ae": COMMON_MAIN, "dfr": ("backbone", "map_size", "score", *COMMON_MAIN)}
-LABELS = {"input_size": "Input size (px)", "lr": "Learning rate", "map_size": "Feature map size",
-          "batch_size": "Batch size", "backbone_weights": "Backbone weights", "topk_at_512": "Top-k at 512²"}
+LABELS = {
+    "input_size": "Input size (px)", "lr": "Learning rate", "map_size": "Feature map size",
+    "batch_size": "Batch size", "backbone_weights": "Backbone weights", "topk_at_512": "Top-k at 512²",
+    "pca_samples_per_image": "PCA samples per image", "pca_variance": "PCA variance kept",
+    "feature_cache_gb": "Feature cache (GB)", "num_workers": "Loader workers", "lr_schedule": "LR schedule",
+    "mse_weight": "MSE weight", "topk_ratio": "Top-k ratio", "amp": "Mixed precision (CUDA)",
+    "target_frr": "Target false-reject rate", "holdout_share": "Held-out OK share",
+    "enhance_train_share": "Enhanced training share", "latent_dim": "Latent width d",
+    "local_avg": "Local average (px)", "feature_standardise": "Standardise features",
+    "residual_norm": "Normalise residuals", "border_margin": "Border margin (px)",
+    "weight_decay": "Weight decay", "stages": "Backbone stages",
+}
 
 
 def _kind(cfg_type: type, name: str) -> str:

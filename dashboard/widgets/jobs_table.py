@@ -64,10 +64,9 @@ def job_card_ui(job: Job, run: Run | None, dataset: str | None, *, key: str,
     """A compact card for an active job; returns "cancel" or "details" when clicked."""
     with st.container(border=True):
         top, b1, b2 = st.columns([6, 1, 1], vertical_alignment="center")
-        top.markdown(f"**{job_title(job, run, dataset)}** {status_badge(job.status)}  \n"
-                     f":gray[started {fmt_when(job.started_at)} on {job.device or job.worker or '…'}]"
-                     if job.started_at else f"**{job_title(job, run, dataset)}** {status_badge(job.status)}  \n"
-                     f":gray[queued {fmt_when(job.created_at)} by {job.created_by}]")
+        when = (f"started {fmt_when(job.started_at)} on {job.device or job.worker or '…'}" if job.started_at
+                else f"queued {fmt_when(job.created_at)} by {job.created_by}")
+        top.markdown(f"**{job_title(job, run, dataset)}** {status_badge(job.status)}  \n:gray[{when}]")
         action = None
         if b1.button("Details", key=f"{key}_details_{job.id}", width="stretch"):
             action = "details"
@@ -98,23 +97,21 @@ def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str) -
     elif job.status == "cancelled":
         st.warning(f"Cancelled{': ' + job.error if job.error else ''}", icon=STATUS_ICONS["cancelled"])
     action = None
-    c1, c2, c3, _ = st.columns([1, 1, 1.4, 2])
-    if job.status in ("queued", "running"):
-        if c1.button("Cancel job", key=f"{key}_cancel", icon=":material/cancel:", width="stretch",
-                     disabled=job.cancel_requested):
+    with st.container(horizontal=True):
+        if job.status in ("queued", "running") and st.button(
+                "Cancel job", key=f"{key}_cancel", icon=":material/cancel:", disabled=job.cancel_requested):
             action = "cancel"
-    if job.status in ("failed", "cancelled"):
-        if c2.button("Retry", key=f"{key}_retry", icon=":material/replay:", width="stretch",
-                     help="Queue the same work again as a new job (this one keeps its error)."):
+        if job.status in ("failed", "cancelled") and st.button(
+                "Retry", key=f"{key}_retry", icon=":material/replay:",
+                help="Queue the same work again as a new job (this one keeps its error)."):
             action = "retry"
-    if job.status == "succeeded" and run is not None:
-        if c3.button("Open results", key=f"{key}_results", icon=":material/insights:", width="stretch",
-                     type="primary"):
+        if job.status == "succeeded" and run is not None and st.button(
+                "Open results", key=f"{key}_results", icon=":material/insights:", type="primary"):
             action = "results"
     lines = tail_lines(job.log_path, LOG_LINES)
     if lines is None:
         st.caption("No log yet." if job.status == "queued" else "No log file for this job.")
     else:
         st.caption(f"Last {len(lines)} lines of `{job.log_path}`")
-        st.code("\n".join(lines) or "(empty)", language=None, height=min(520, 40 + 19 * max(1, len(lines))))
+        st.code("\n".join(lines) or "(empty)", language=None, wrap_lines=True)
     return action

@@ -44,11 +44,12 @@ SCREENSHOTS = REPO / "test-output" / "screenshots"
 APP_IDLE = "[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]"
 DEFAULT_TIMEOUT_MS = 60_000
 
-# Counts reruns: every time the script state leaves "notRunning" (run_and_wait compares counts).
+# Counts finished script runs (full reruns and fragment runs): each time the script state
+# leaves "running". run_and_wait compares counts before and after an action.
 _RUN_COUNTER_JS = """
 window.__stRuns = 0;
 new MutationObserver((records) => {
-  for (const r of records) if (r.oldValue === 'notRunning') window.__stRuns += 1;
+  for (const r of records) if (r.oldValue === 'running') window.__stRuns += 1;
 }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
                       attributeFilter: ['data-test-script-state']});
 """
@@ -235,11 +236,22 @@ def goto_page(page: Any, title: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> 
     wait_for_app(page, timeout_ms)
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page PNG under test-output/screenshots/<name>.png."""
+def screenshot(page: Any, name: str, max_height: int = 5000) -> Path:
+    """Save a PNG of the whole page under test-output/screenshots/<name>.png.
+
+    Streamlit scrolls inside its main block, so a "full page" screenshot would show only the
+    viewport: the viewport is stretched to the content's height for the shot, then restored.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size or {"width": 1400, "height": 1000}
+    height = page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+                                      return m ? m.scrollHeight : document.body.scrollHeight; }""")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), max_height))})
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
     return path
 
 
