@@ -1,0 +1,72 @@
+"""Frozen-backbone features computed once per training run: streamed statistics + a bounded disk cache.
+
+The backbone of DFR never changes during training, so its features are computed in one pass
+over the training images (in batches; never all of them in RAM), written to a float16 numpy
+memmap when it fits under the configured bound, and read back each epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from engine.models.dfr import FeatureStats, StageFeatures
+
+log = logging.getLogger(__name__)
+
+
+class FeatureCache:
+    """(N, C, m, m) float16 on disk; `create` returns None when it would exceed `max_gb`."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
+        self.path, self.shape = Path(path), tuple(shape)
+        self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=self.shape)
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, ...], max_gb: float) -> FeatureCache | None:
+        size_gb = float(np.prod(shape)) * 2 / 1e9
+        if max_gb <= 0 or size_gb > max_gb:
+            log.info("feature cache off (%.2f GB needed, bound %.2f GB): features recomputed each epoch",
+                     size_gb, max_gb)
+            return None
+        return cls(path, shape)
+
+    def write(self, idx: torch.Tensor, feats: torch.Tensor) -> None:
+        self.array[idx.cpu().numpy()] = feats.detach().to("cpu", torch.float16).numpy()
+
+    def read(self, idx: np.ndarray) -> torch.Tensor:
+        order = np.sort(idx)  # sequential-ish disk reads
+        return torch.from_numpy(np.asarray(self.array[order], dtype=np.float32))  # (B, C, m, m)
+
+    def delete(self) -> None:
+        self.array.flush()
+        del self.array
+        self.path.unlink(missing_ok=True)
+
+
+def feature_pass(features: StageFeatures, loader: DataLoader, device: torch.device, stats: FeatureStats | None,
+                 cache: FeatureCache | None, samples_per_image: int, seed: int,
+                 on_batch: Callable[[int, int], None] | None = None) -> None:
+    """One pass over the loader: PCA/standardisation statistics from sampled positions, cache writes."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = len(loader)
+    use_amp = device.type == "cuda"
+    for step, (idx, x) in enumerate(loader, start=1):
+        with torch.autocast(device.type, enabled=use_amp):
+            f = features(x.to(device, non_blocking=True)).float()  # (B, C, m, m)
+        if stats is not None:
+            b, c, h, w = f.shape
+            flat = f.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, m*m, C)
+            k = min(samples_per_image, h * w)
+            for i in range(b):
+                pos = torch.randperm(h * w, generator=gen)[:k].to(f.device)
+                stats.update(flat[i, pos])
+        if cache is not None:
+            cache.write(idx, f)
+        if on_batch is not None:
+            on_batch(step, steps)

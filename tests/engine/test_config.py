@@ -1,0 +1,98 @@
+"""Config presets, help texts and `--set` parsing; the module must not import torch."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.config import (PRESETS, AEConfig, DFRConfig, config_from_dict, config_to_dict, field_help,
+                           make_config, parse_overrides)
+from engine.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_presets_exist_and_belong_to_their_family() -> None:
+    assert {"ae", "ae-512", "dfr", "dfr-128", "dfr-170"} <= PRESETS.keys()
+    for name, cfg in PRESETS.items():
+        assert cfg.preset == name
+        assert isinstance(cfg, AEConfig if name.startswith("ae") else DFRConfig)
+
+
+def test_thesis_presets_are_literal() -> None:
+    ae = PRESETS["ae-512"]
+    assert (ae.input_size, ae.epochs, ae.batch_size, ae.lr, ae.weight_decay, ae.optimizer) == \
+        (512, 25, 16, 1e-3, 1e-5, "adamw")
+    for name, m in (("dfr-128", 128), ("dfr-170", 170)):
+        c = PRESETS[name]
+        assert (c.backbone, c.input_size, c.map_size, c.batch_size, c.lr, c.optimizer) == \
+            ("tf_efficientnet_b6", 512, m, 4, 1e-3, "adam")
+        assert c.stages == (0, 1, 2, 3, 4, 5) and c.pca_variance == 0.9 and c.aggregation == "ours"
+        assert not c.feature_standardise and not c.residual_norm and c.score == "max"
+    assert PRESETS["ae"].input_size == 256 and PRESETS["dfr"].backbone == "tf_efficientnet_lite0"
+
+
+def test_every_field_has_help_and_a_comment() -> None:
+    for cls in (AEConfig, DFRConfig):
+        helps = field_help(cls)
+        assert helps and all(text.strip() for text in helps.values()), cls
+    src = (ROOT / "engine" / "config.py").read_text().splitlines()
+    for node in ast.walk(ast.parse("\n".join(src))):
+        if isinstance(node, ast.ClassDef) and node.name in ("_Common", "AEConfig", "DFRConfig"):
+            for st in node.body:
+                if isinstance(st, ast.AnnAssign):
+                    lines = src[st.lineno - 1: st.end_lineno]
+                    assert any("#" in ln for ln in lines), f"{node.name}.{st.target.id} has no comment"
+
+
+def test_overrides_are_parsed_by_field_type() -> None:
+    cfg = make_config("dfr", "dfr", {"epochs": "3", "lr": "5e-4", "feature_standardise": "false",
+                                     "stages": "1,2,3", "latent_dim": "12", "score": "topk"})
+    assert cfg.epochs == 3 and cfg.lr == 5e-4 and cfg.feature_standardise is False
+    assert cfg.stages == (1, 2, 3) and cfg.latent_dim == 12 and cfg.score == "topk"
+    assert make_config("dfr", overrides={"latent_dim": "none"}).latent_dim is None
+    assert make_config("ae", overrides={"skip": "off"}).skip is False
+    assert make_config("ae").preset == "ae" and make_config("dfr").preset == "dfr"
+
+
+@pytest.mark.parametrize("model,preset,overrides,needle", [
+    ("ae", None, {"nope": "1"}, "unknown key"),
+    ("ae", None, {"epochs": "two"}, "epochs"),
+    ("ae", None, {"skip": "maybe"}, "skip"),
+    ("dfr", None, {"score": "mean"}, "score"),
+    ("ae", None, {"input_size": "100"}, "divisible by 16"),
+    ("dfr", None, {"map_size": "0"}, "map_size"),
+    ("ae", "dfr", None, "belongs to model"),
+    ("dfr", "ae-512", None, "belongs to model"),
+    ("cnn", None, None, "unknown model"),
+    ("ae", "ae-1024", None, "unknown preset"),
+    ("dfr", None, {"model": "ae"}, "model"),
+])
+def test_bad_input_is_a_user_error(model, preset, overrides, needle) -> None:
+    with pytest.raises(UserError, match=needle):
+        make_config(model, preset, overrides)
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(UserError):
+        parse_overrides(["novalue"])
+
+
+def test_dict_round_trip_through_json() -> None:
+    for cfg in PRESETS.values():
+        d = json.loads(json.dumps(config_to_dict(cfg)))
+        assert config_from_dict(d) == cfg
+    with pytest.raises(UserError):
+        config_from_dict({"model": "dfr", "bogus": 1})
+
+
+def test_importing_config_does_not_import_torch() -> None:
+    code = "import sys, engine.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

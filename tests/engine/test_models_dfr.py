@@ -1,0 +1,130 @@
+"""DFR: stage channels from the modules, aggregation modes, PCA width, score rules, ROI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.backbones import create_backbone
+from engine.models.base import Prediction
+from engine.models.dfr import DFR, FeatureStats, StageFeatures, stage_channels
+
+
+@pytest.fixture(scope="module")
+def lite0_random() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_backbone("tf_efficientnet_lite0", "random")
+
+
+def test_stage_channels_are_read_from_the_modules(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0, 1, 2, 3, 4, 5), map_size=16)
+    assert feats.channels == [16, 24, 40, 80, 112, 192]
+    other = create_backbone("efficientnet_b2", "random")  # wider: different channels
+    feats2 = StageFeatures(other, (1, 3, 5), map_size=8)
+    x = torch.rand(1, 3, 64, 64)
+    h = other.bn1(other.conv_stem(x))
+    expect = []
+    for i, blk in enumerate(other.blocks[:6]):
+        h = blk(h)
+        if i in (1, 3, 5):
+            expect.append(h.shape[1])
+    assert feats2.channels == expect and feats2.channels != [24, 80, 192]
+    assert feats2(x).shape == (1, sum(expect), 8, 8)
+    assert stage_channels(other.blocks[2]) == other.blocks[2][-1].bn3.num_features
+
+
+def test_unknown_layers_are_errors(lite0_random) -> None:
+    with pytest.raises(ValueError, match="unknown stage"):
+        StageFeatures(lite0_random, (0, 9), map_size=8)
+    with pytest.raises(ValueError, match="conv_stem"):
+        StageFeatures(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), (0,), map_size=8)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        stage_channels(torch.nn.Conv2d(3, 4, 1))
+
+
+@pytest.mark.parametrize("aggregation", ["ours", "thesis"])
+def test_aggregations_give_the_same_shapes(lite0_random, aggregation: str) -> None:
+    feats = StageFeatures(lite0_random, (0, 1, 2, 3, 4, 5), map_size=16, aggregation=aggregation)
+    model = DFR(feats, latent_dim=8).eval()
+    x = torch.rand(2, 3, 64, 64)
+    f = feats(x)
+    assert f.shape == (2, 464, 16, 16)
+    pred = model(x)
+    assert isinstance(pred, Prediction)
+    assert pred.score.shape == (2,) and pred.anomaly_map.shape == (2, 64, 64)
+    assert pred.anomaly_map.dtype == torch.float32
+    model.train()
+    assert not feats.training  # the frozen backbone keeps its BatchNorm statistics
+    assert model(x).ndim == 0  # training mode: the loss
+
+
+def test_aggregations_agree_roughly(lite0_random) -> None:
+    x = torch.rand(1, 3, 64, 64)
+    a = StageFeatures(lite0_random, (1, 2), map_size=8, aggregation="ours")(x)
+    b = StageFeatures(lite0_random, (1, 2), map_size=8, aggregation="thesis")(x)
+    assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
+
+
+def test_autoencoder_widths(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0, 1), map_size=8)  # C = 40
+    model = DFR(feats, latent_dim=6)
+    convs = [m for m in model.cae.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == \
+        [(40, 26), (26, 12), (12, 6), (6, 12), (12, 26), (26, 40)]
+
+
+def test_pca_width_on_data_of_known_rank() -> None:
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 5)))[0]  # (64, 5) orthonormal
+    stats = FeatureStats(64)
+    for _ in range(10):  # streamed in batches
+        z = rng.normal(size=(500, 5))  # equal variance per direction: 4 comps = 80%, 5 = 100%
+        stats.update(torch.from_numpy(z @ basis.T + 1e-3 * rng.normal(size=(500, 64)) + 3.0))
+    assert stats.latent_dim(0.9) == 5
+    assert stats.latent_dim(0.7) == 4
+    assert stats.n == 5000
+    assert torch.allclose(stats.mean, torch.full((64,), 3.0, dtype=torch.float64), atol=0.2)
+
+
+def test_streamed_covariance_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(300, 7)) * np.arange(1, 8)
+    stats = FeatureStats(7)
+    for chunk in np.array_split(data, 4):
+        stats.update(torch.from_numpy(chunk))
+    assert np.allclose(stats.covariance().numpy(), np.cov(data, rowvar=False))
+    assert np.allclose(stats.std.numpy(), data.std(axis=0, ddof=1))
+
+
+def test_score_rules_border_and_roi(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0,), map_size=8)
+    amap = torch.zeros(1, 20, 20)
+    amap[0, 0, 0] = 10.0  # a hot corner pixel
+    amap[0, 10, 10:14] = 1.0  # 4 warm pixels inside
+    m = DFR(feats, 4, score="max").eval()
+    assert float(m.score_from_map(amap)) == 10.0
+    m = DFR(feats, 4, score="max", border_margin=2).eval()
+    assert float(m.score_from_map(amap)) == 1.0
+    m = DFR(feats, 4, score="topk", topk_ratio=0.01).eval()  # k = 4 of 400
+    assert float(m.score_from_map(amap)) == pytest.approx((10 + 1 + 1 + 1) / 4)
+    roi = torch.ones(20, 20, dtype=torch.bool)
+    roi[:5, :5] = False
+    m.set_roi(roi)
+    assert float(m.score_from_map(amap)) == pytest.approx(1.0)
+    pred = DFR(feats, 4).eval()
+    pred.set_roi(torch.ones(16, 16, dtype=torch.bool).triu())
+    out = pred(torch.rand(1, 3, 16, 16))
+    assert float(out.anomaly_map[0].tril(-1).abs().sum()) == 0.0
+
+
+def test_standardisation_and_residual_scale(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0,), map_size=8)
+    m = DFR(feats, 4, feature_standardise=True, residual_norm=True)
+    m.set_feature_stats(torch.full((16,), 2.0), torch.full((16,), 4.0))
+    f = torch.full((1, 16, 8, 8), 6.0)
+    assert torch.allclose(m.normalise(f), torch.ones_like(f))
+    m.eval()
+    base = m.map_from_features(f, (8, 8))
+    m.err_scale.fill_(2.0)
+    assert torch.allclose(m.map_from_features(f, (8, 8)), base / 2)

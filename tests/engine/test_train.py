@@ -1,0 +1,86 @@
+"""train(): both families on six tiny images, checkpoint reload gives identical predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.checkpoint import load_checkpoint, load_model
+from engine.config import make_config
+from engine.data import make_loader
+from engine.errors import InputFileError, UserError
+from engine.train import TrainProgress, train
+
+
+def _write_images(folder, n: int = 6, size=(80, 72)) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        img = (rng.random((size[1], size[0])) * 50 + 100).astype(np.uint8)  # grayscale, non-square
+        p = folder / f"ok_{i}.png"
+        Image.fromarray(img, mode="L").save(p)
+        paths.append(p)
+    return paths
+
+
+CONFIGS = {
+    "ae": {"input_size": "64", "epochs": "1", "batch_size": "2", "num_workers": "0", "device": "cpu"},
+    "dfr": {"input_size": "64", "map_size": "16", "epochs": "1", "batch_size": "2", "num_workers": "0",
+            "backbone_weights": "random", "device": "cpu", "enhance": "true", "enhance_train_share": "0.5"},
+}
+
+
+@pytest.mark.parametrize("model", ["ae", "dfr"])
+def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str) -> None:
+    paths = _write_images(tmp_path / "imgs")
+    cfg = make_config(model, overrides=CONFIGS[model])
+    roi = np.ones((64, 64), dtype=bool)
+    roi[:, :8] = False
+    seen: list[TrainProgress] = []
+    result = train(cfg, paths, tmp_path / "run", progress=seen.append, roi=roi)
+    assert result.checkpoint.is_file() and result.epochs == 1 and np.isfinite(result.final_loss)
+    assert result.device == "cpu" and len(result.info["holdout_images"]) == 1
+    assert len(result.info["train_images"]) == 5 and result.info["image_rule"]
+    assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == "train"
+    if model == "dfr":
+        assert [p.phase for p in seen][0] == "features" and "pca" in {p.phase for p in seen}
+        assert 1 <= result.info["latent_dim"] <= 464 and result.info["weights_source"] == "random"
+        assert not list((tmp_path / "run").glob("feature_cache*"))  # disposable cache removed
+    ckpt = load_checkpoint(result.checkpoint)
+    assert {"state_dict", "config", "epoch", "metrics", "roi", "info"} <= ckpt.keys()
+    loaded, loaded_cfg = load_model(result.checkpoint, device="cpu")
+    assert loaded_cfg == cfg and not loaded.training
+    _, x = next(iter(make_loader(paths, cfg, train=False, batch_size=6)))
+    a, b = result.model(x), loaded(x)
+    assert torch.equal(a.score, b.score) and torch.equal(a.anomaly_map, b.anomaly_map)
+    assert float(b.anomaly_map[..., :8].abs().sum()) == 0.0  # ROI restored
+
+
+def test_dfr_without_feature_cache_and_fixed_latent(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=4)
+    overrides = dict(CONFIGS["dfr"], feature_cache_gb="0", latent_dim="7", stages="1,2",
+                     feature_standardise="true", residual_norm="true", enhance="false")
+    result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
+    assert result.info["latent_dim"] == 7 and result.info["feature_cache"] is False
+    loaded, _ = load_model(result.checkpoint, device="cpu")
+    assert float(loaded.err_scale.min()) > 0 and not torch.all(loaded.feat_std == 1)
+
+
+def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
+    cfg = make_config("ae", overrides=CONFIGS["ae"])
+    with pytest.raises(UserError, match="no OK training images"):
+        train(cfg, [], tmp_path / "run")
+    paths = _write_images(tmp_path / "imgs", n=3)
+    bad = tmp_path / "imgs" / "broken.png"
+    bad.write_bytes(b"not a png")
+    cfg = make_config("ae", overrides=dict(CONFIGS["ae"], num_workers="2", holdout_share="0"))
+    with pytest.raises(InputFileError) as err:  # raised in a DataLoader worker, message kept
+        train(cfg, [*paths, bad], tmp_path / "run")
+    assert "broken.png" in str(err.value) and "Traceback" not in str(err.value)
+    with pytest.raises(UserError, match="cuda"):
+        if torch.cuda.is_available():
+            raise UserError("cuda present: nothing to check")
+        train(make_config("ae", overrides=dict(CONFIGS["ae"], device="cuda")), paths, tmp_path / "run")
