@@ -79,11 +79,12 @@ def overwrite(image_id: int) -> None:
 def load_theirs(image_id: int) -> None:
     """Drop my unsaved work and show the latest saved version."""
     version, path, author, _ = _latest(image_id)
+    had_work = S.unsaved(image_id)
     S.drop_pending(image_id)
     S.edits()[image_id].reset(version, path)
     S.conflicts().pop(image_id, None)
-    S.flash("info", f"Showing version {version} by {author}; your unsaved changes were discarded."
-            if version else "Showing the saved state; your unsaved changes were discarded.")
+    shown = f"Showing version {version} by {author}" if version else "Showing the saved state"
+    S.flash("info", shown + ("; your unsaved changes were discarded." if had_work else "."))
 
 
 def discard(image_id: int) -> None:

@@ -76,9 +76,13 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
         latest = mq.current_mask(s, image_id)
         s.expunge_all()
     hw = (image.height, image.width)
-    if tool_key(TOOLS_KEY) not in st.session_state:  # page (re)entered: the canvas starts empty
+    entered = tool_key(TOOLS_KEY) not in st.session_state  # page (re)entered: the canvas starts empty
+    if entered:
         S.commit_pending()
-    edit = S.edit_for(image.id, hw, latest.version if latest else None, latest.path if latest else None)
+    opened = entered or st.session_state.get(S.SHOWN) != image.id
+    st.session_state[S.SHOWN] = image.id
+    edit = S.edit_for(image.id, hw, latest.version if latest else None, latest.path if latest else None,
+                      follow_latest=opened)
     view = _view(image.id, hw)
     box = view.box(hw)
     size = canvas_size(box)

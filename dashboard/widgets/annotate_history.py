@@ -10,6 +10,7 @@ from dashboard.widgets import annotate_state as S
 from dashboard.widgets.annotate_view import load_image, load_mask, tinted
 from db import masks as mq
 from db.models import Image, Mask
+from engine.errors import UserError
 
 SOURCES = {"imported": "imported", "drawn": "drawn", "cleared": "cleared (no defect / empty)",
            "restored": "restored"}
@@ -49,9 +50,14 @@ def conflict_ui(image: Image, latest: Mask | None) -> None:
         return
     conflict = S.conflicts().get(image.id)
     latest_version = latest.version if latest else None
-    if conflict is None and (latest_version == e.base_version or not S.unsaved(image.id)):
+    if conflict is None and latest_version == e.base_version:
         return
     who = f"**{latest.author}** at {_when(latest)}" if latest else "someone"
+    if conflict is None and not S.unsaved(image.id):
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info(f"A newer mask was saved meanwhile: version {latest_version} by {who}.", icon=":material/update:")
+        c2.button("Show it", key=f"annotate_show_latest_{image.id}", on_click=A.load_theirs, args=(image.id,))
+        return
     text = (f"Version {latest_version} was saved by {who} after you started editing from version "
             f"{e.base_version if e.base_version is not None else '— (no mask)'}.")
     if conflict is not None:
@@ -61,7 +67,11 @@ def conflict_ui(image: Image, latest: Mask | None) -> None:
         st.warning(f"**Someone else saved this mask meanwhile.** {text} Saving yours will ask you first.",
                    icon=":material/sync_problem:")
     hw = (image.height, image.width)
-    pic = load_image(image.path, image.sha256)
+    try:
+        pic = load_image(image.path, image.sha256)
+    except UserError as exc:
+        st.error(f"Cannot show {image.path}: {exc}")
+        return
     theirs = load_mask(latest.path if latest else None, hw)
     mine = S.working_mask(image.id)
     s = min(1.0, 300 / max(hw))

@@ -22,6 +22,7 @@ from engine.annotate import CanvasGeometry, rasterise
 EDITS = "_annotate_edits"  # {image_id: Edit}
 PENDING = "_annotate_pending"  # Pending | None: strokes on the canvas in the last run
 CURRENT = "_annotate_current"  # image id open in the editor
+SHOWN = "_annotate_shown"  # image id the editor showed in the last run
 VIEWS = "_annotate_views"  # {image_id: View}
 FLASH = "_annotate_flash"  # [(kind, message)] shown once on the next run
 CONFLICT = "_annotate_conflict"  # {image_id: Conflict} a save that found a newer version
@@ -92,15 +93,18 @@ def edits() -> dict[int, Edit]:
     return st.session_state.setdefault(EDITS, {})
 
 
-def edit_for(image_id: int, hw: tuple[int, int], version: int | None, path: str | None) -> Edit:
+def edit_for(image_id: int, hw: tuple[int, int], version: int | None, path: str | None, *,
+             follow_latest: bool) -> Edit:
     """This session's edit of the image, started from the given (current) version if new.
 
-    An edit without unsaved work follows the latest version: nothing can be lost by that.
+    With `follow_latest` (the image was just opened), an edit without unsaved work moves to
+    the latest version. Never while the image stays open: a stroke being drawn on the shown
+    version would be lost when the canvas remounts; the page offers the newer version instead.
     """
     e = edits().get(image_id)
     if e is None or e.hw != hw:
         e = edits()[image_id] = Edit(image_id, hw, version, path)
-    elif not e.has_draft and not pending_objects(image_id) and e.base_version != version:
+    elif follow_latest and not e.has_draft and not pending_objects(image_id) and e.base_version != version:
         e.reset(version, path)
     return e
 

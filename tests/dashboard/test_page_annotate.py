@@ -235,3 +235,66 @@ def test_query_param_opens_an_image_and_unknown_ids_are_reported(workspace: Path
     at.session_state[ANNOTATE_IMAGE] = 999999
     at.run()
     assert not at.exception and any("999999" in t.value for t in at.toast)
+
+
+def test_a_newer_version_saved_while_open_is_offered_not_forced(workspace: Path, fake_canvas: Canvas) -> None:
+    image = nok_ids(workspace)[2]
+    at = open_page(image)
+    keys = {c["key"] for c in fake_canvas.calls}
+    ws, sessions = open_workspace(str(workspace))
+    with sessions.begin() as s:
+        base = mq.current_mask(s, image)
+        save_mask(s, ws.masks_dir, image, box(0, 3, 0, 3), base_version=base.version if base else None, author="bob")
+    at.run()
+    assert fake_canvas.calls[-1]["key"] in keys  # same canvas: a stroke being drawn is not thrown away
+    assert any("newer mask" in i.value and "bob" in i.value for i in at.info)
+    click(at, f"annotate_show_latest_{image}")
+    assert fake_canvas.calls[-1]["key"] not in keys and not at.info
+    fake_canvas.objects = [fake_canvas.rect(60, 60, 64, 64)]
+    at.run()
+    click(at, "annotate_save")  # on top of bob's version: no conflict
+    np.testing.assert_array_equal(stored(workspace, image), box(0, 3, 0, 3) | box(60, 64, 60, 64))
+
+
+def test_save_and_next(workspace: Path, fake_canvas: Canvas) -> None:
+    ids = nok_ids(workspace)
+    at = open_page(ids[0], queue=ids)
+    fake_canvas.objects = [fake_canvas.rect(0, 0, 2, 2)]
+    at.run()
+    fake_canvas.objects = []
+    click(at, "annotate_save_next")
+    assert at.session_state["_annotate_current"] == ids[1]
+    assert stored(workspace, ids[0])[0:2, 0:2].all()
+
+
+def test_false_negative_queue_of_a_run(tmp_path: Path, trained_workspace: Any, fake_canvas: Canvas,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOK images scored below the run's active threshold (latest evaluation), worst miss first."""
+    from db import decisions as dd
+    from db import runs as rq
+    from engine.workspace import HOME_ENV
+    from tests.conftest import copy_workspace
+
+    home = copy_workspace(trained_workspace.home, tmp_path / "workspace")
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.setenv("PREFILTER_QA_AUTOSTART_WORKER", "0")
+    run = trained_workspace.dfr_run
+    _, sessions = open_workspace(str(home))
+    with sessions.begin() as s:
+        ev = rq.latest_evaluation(s, run)
+        nok = {r.image_id: r.score for r in rq.evaluation_scores(s, ev.id) if r.label == "nok"}
+        threshold = float(np.median(list(nok.values())))  # half the NOK images become misses
+        dd.save_threshold(s, run, base_id=dd.active_threshold(s, run).id, image_threshold=threshold, set_by="test")
+        dataset_id = rq.get_run(s, run).dataset_id
+    expected = sorted((i for i, v in nok.items() if v < threshold), key=lambda i: (nok[i], i))
+    assert expected
+    with sessions() as s:
+        assert mq.annotation_queue(s, dataset_id, "false_negatives", run) == expected
+        assert mq.annotation_queue(s, dataset_id, "false_negatives", None) == []
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at.query_params["queue"] = "false_negatives"
+    at.query_params["run"] = str(run)
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert at.session_state["_annotate_current"] == expected[0]
+    assert any(m.value == f"**1 / {len(expected)}**" for m in at.markdown)
