@@ -16,10 +16,7 @@ from dashboard.widgets.filters import ImageFilter, image_filters_ui
 from dashboard.widgets.gallery import PAGE_SIZE, GalleryItem, gallery_ui, pager_ui
 from dashboard.widgets.image_detail import image_edit_ui, image_view_ui
 from dashboard.widgets.import_ui import folder_import_ui, import_report_ui, skipped_table_ui, upload_ui
-try:
-    from dashboard.widgets.roi import roi_editor_ui
-except ModuleNotFoundError:  # written by the Annotate developer
-    roi_editor_ui = None
+from dashboard.widgets.roi import roi_editor_ui
 from db import datasets as dq
 from db import masks as mq
 from db.errors import NotFoundError
@@ -27,6 +24,7 @@ from db.models import Image, Mask
 from engine.errors import UserError
 
 PICK, PAGE, FILTERS, REPORT = "datasets_pick", "datasets_page", "datasets_filters", "datasets_report"
+ROI_OPEN = "datasets_roi_open"
 LABEL_TEXT = {"ok": "OK", "nok": "NOK", "unknown": "?"}
 
 page_header("Datasets", "Import images, browse and filter them, fix labels and splits. "
@@ -90,12 +88,12 @@ top_left, top_right = st.columns([1, 2], vertical_alignment="bottom")
 with top_left:
     name = dataset_picker_ui([c.name for c in counts], key=PICK, url=True)
 ds = next(c for c in counts if c.name == name)
-with top_right:
-    with st.expander("Region of interest", icon=":material/crop_free:"):
-        if roi_editor_ui is None:
-            st.caption("The region-of-interest editor is not installed yet.")
-        else:
-            roi_editor_ui(ds.id)
+top_right.caption(f"{ds.total} images: {ds.train_ok} train OK, {ds.test_ok} test OK, {ds.test_nok} test NOK "
+                  f"({ds.masks} with a mask), {ds.unlabelled} unlabelled.")
+with st.expander("Region of interest", icon=":material/crop_free:", key=ROI_OPEN, on_change="rerun"):
+    st.caption("Pixels outside the region are ignored by scores, heatmaps and pixel metrics of later runs.")
+    if st.session_state.get(ROI_OPEN):  # the editor (a canvas) is only built when opened
+        roi_editor_ui(ds.id)  # dashboard/widgets/roi.py (Annotate developer)
 
 with factory.begin() as s:
     types = dq.defect_types(s, ds.id)

@@ -148,3 +148,12 @@ def test_upload_images_and_a_zip_with_unsafe_members(tiny_ws: Path, tmp_path: Pa
         imgs = dq.list_images(s, ds.id)
     assert len(imgs) == 2 and {(i.split, i.label, i.source) for i in imgs} == {("train", "ok", "upload")}
     assert all(Path(i.path).is_relative_to(tiny_ws / "uploads" / "uploaded") for i in imgs)
+
+
+def test_region_of_interest_editor_opens_in_its_expander(tiny_ws: Path) -> None:
+    at = open_page("datasets")
+    assert "Draw on" not in [s.label for s in at.selectbox]  # not built while closed
+    at.session_state["datasets_roi_open"] = True
+    at.run()
+    assert_ok(at)
+    assert "Draw on" in [s.label for s in at.selectbox]
