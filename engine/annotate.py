@@ -38,6 +38,7 @@ PAINT_FILL = "rgba(255, 48, 48, 0.35)"  # inside of defect rectangles and polygo
 ERASER_STROKE = "rgba(0, 229, 255, 0.85)"  # reserved: an object in this colour erases
 ERASER_FILL = "rgba(0, 229, 255, 0.35)"
 MIN_HALF_WIDTH = 0.5  # image px: a stroke always covers the pixels it passes through
+SIMPLIFY_PX = 0.05  # image px: stroke centre lines are simplified within this (speed, not looks)
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,34 @@ def fill_rings(area: np.ndarray, rings: Sequence[np.ndarray]) -> None:
     area[r0:r1, c0:c1] |= np.cumsum(diff, axis=1)[:, :-1] > 0
 
 
+def simplify(pts: np.ndarray, eps: float) -> np.ndarray:
+    """Ramer-Douglas-Peucker: drop points within `eps` of the line through their neighbours."""
+    if len(pts) < 3:
+        return pts
+    keep = np.zeros(len(pts), dtype=bool)
+    keep[[0, -1]] = True
+    stack = [(0, len(pts) - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        d = pts[b] - pts[a]
+        rel = pts[a + 1:b] - pts[a]
+        n = float(np.hypot(*d))
+        dist = np.abs(rel[:, 0] * d[1] - rel[:, 1] * d[0]) / n if n > 0 else np.hypot(rel[:, 0], rel[:, 1])
+        k = int(np.argmax(dist))
+        if dist[k] > eps:
+            keep[a + 1 + k] = True
+            stack += [(a, a + 1 + k), (a + 1 + k, b)]
+    return pts[keep]
+
+
 def stroke_lines(area: np.ndarray, lines: Sequence[tuple[np.ndarray, bool]], half: float) -> None:
     """Set pixels whose centres are within `half` image px of a polyline (round caps/joins)."""
     for pts, closed in lines:
         if closed and len(pts) > 1:
             pts = np.vstack([pts, pts[:1]])
+        pts = simplify(pts, SIMPLIFY_PX)
         segs = np.stack([pts[:-1], pts[1:]], axis=1) if len(pts) > 1 else np.stack([pts, pts], axis=1)
         for p, q in segs:
             win = _window(np.stack([p, q]), half, area.shape)
@@ -195,24 +219,33 @@ def _normal(v: np.ndarray, sign: float) -> np.ndarray:
     return np.array([v[1], -v[0]]) * sign / length
 
 
-def object_area(obj: dict[str, Any], hw: tuple[int, int], geometry: CanvasGeometry) -> np.ndarray | None:
-    """(H, W) bool: the image pixels one canvas object paints (None: nothing drawable)."""
+def object_area(obj: dict[str, Any], hw: tuple[int, int],
+                geometry: CanvasGeometry) -> tuple[int, int, np.ndarray] | None:
+    """(row0, col0, area): the image pixels one canvas object paints, as a bool window whose
+    top-left pixel is (row0, col0); None when it paints nothing on the image."""
     fill, stroke = _painted(obj.get("fill")), _painted(obj.get("stroke"))
     shape: Shape | None = object_shape(obj, fill=fill, stroke=stroke)
     if shape is None:
         return None
-    area = np.zeros(hw, dtype=bool)
     rings = [geometry.to_image(r) for r in shape.fills]
     lines = [(geometry.to_image(p), c) for p, c in shape.lines]
     half = max(MIN_HALF_WIDTH, shape.stroke_width / 2 / geometry.px_per_image_px)
-    use_stroke = stroke and shape.stroke_width > 0 and lines
+    use_stroke = bool(stroke and shape.stroke_width > 0 and lines)
     if use_stroke and shape.stroke_joins_mitred:  # rectangle: outline = grown rectangle
         rings = [grow_convex(p, half) for p, _ in lines]
         lines = []
-    fill_rings(area, rings)
-    if use_stroke and lines:
-        stroke_lines(area, lines, half)
-    return area
+    if not use_stroke:
+        lines = []
+    pts = [r for r in rings if len(r)] + [p for p, _ in lines if len(p)]
+    win = _window(np.vstack(pts), half + 1, hw) if pts else None
+    if win is None:
+        return None
+    r0, r1, c0, c1 = win
+    shift = np.array([c0, r0], dtype=np.float64)
+    area = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+    fill_rings(area, [r - shift for r in rings])
+    stroke_lines(area, [(p - shift, c) for p, c in lines], half)
+    return r0, c0, area
 
 
 def rasterise(objects: Sequence[dict[str, Any]], base_mask: np.ndarray,
@@ -223,7 +256,8 @@ def rasterise(objects: Sequence[dict[str, Any]], base_mask: np.ndarray,
     """
     mask = np.array(base_mask, dtype=bool, copy=True)
     for obj in objects:
-        area = object_area(obj, mask.shape, geometry)
-        if area is not None:
-            mask[area] = not is_eraser(obj)
+        found = object_area(obj, mask.shape, geometry)
+        if found is not None:
+            r0, c0, area = found
+            mask[r0:r0 + area.shape[0], c0:c0 + area.shape[1]][area] = not is_eraser(obj)
     return mask
