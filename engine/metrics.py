@@ -244,4 +244,7 @@ def compute_metrics(labels: Sequence[str], scores: Sequence[float],
         out["pixel_n_images"] = pixel.n_images
         out["pixel_n_regions"] = pixel.n_regions
         out["pixel_bins"] = pixel.n_bins
+        out["pixel_pr"] = pixel.pr
+        out["pixel_n_pos"] = pixel.n_pos
+        out["pixel_n_neg"] = pixel.n_neg
     return out

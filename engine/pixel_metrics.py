@@ -120,6 +120,9 @@ class PixelMetrics:
     n_images: int
     n_regions: int
     n_bins: int
+    pr: dict[str, list[float]] | None = None  # downsampled {precision, recall, thresholds}
+    n_pos: int = 0  # positive (defect) pixels counted
+    n_neg: int = 0  # negative pixels counted
 
 
 def _rev_cumsum(h: np.ndarray) -> np.ndarray:
@@ -189,7 +192,7 @@ class PixelAccumulator:
         thr = self.binning.thresholds
         if n_pos == 0 or n_neg == 0:
             return PixelMetrics(None, None, None, None, None, self.n_images, self.n_regions,
-                                self.binning.n_bins)
+                                self.binning.n_bins, None, n_pos, n_neg)
         tp, fp = _rev_cumsum(self.pos), _rev_cumsum(self.neg)  # (K,) at threshold k
         # curve from the highest threshold down, with (0, 0) in front (threshold above all)
         fpr = np.r_[0.0, fp[::-1] / n_neg]
@@ -204,5 +207,11 @@ class PixelAccumulator:
         keep = _downsample(fpr[1:], tpr[1:])
         roc = {"fpr": fpr[1:][keep].tolist(), "tpr": tpr[1:][keep].tolist(),
                "thresholds": thr[::-1][keep].tolist()}
+        tp_d, fp_d = tp[::-1], fp[::-1]  # highest threshold first
+        hit = np.flatnonzero(tp_d + fp_d > 0)
+        prec, rec = tp_d[hit] / (tp_d[hit] + fp_d[hit]), tp_d[hit] / n_pos
+        keep = hit[_downsample(rec, prec)] if hit.size else hit
+        pr = {"precision": (tp_d[keep] / (tp_d[keep] + fp_d[keep])).tolist(),
+              "recall": (tp_d[keep] / n_pos).tolist(), "thresholds": thr[::-1][keep].tolist()}
         return PixelMetrics(auroc, aupro, float(f1[i]), float(thr[::-1][i]), roc,
-                            self.n_images, self.n_regions, self.binning.n_bins)
+                            self.n_images, self.n_regions, self.binning.n_bins, pr, n_pos, n_neg)

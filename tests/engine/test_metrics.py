@@ -196,6 +196,12 @@ def test_binned_pixel_auroc_matches_sklearn_on_random_maps() -> None:
     assert 0.0 < r.aupro < 1.0 and r.n_regions == 6
     assert len(r.roc["fpr"]) < 1000 and r.roc["thresholds"] == sorted(r.roc["thresholds"],
                                                                       reverse=True)
+    assert r.n_pos == 6 * 300 and r.n_pos + r.n_neg == 12 * 64 * 64
+    assert r.pr["recall"] == sorted(r.pr["recall"]) and r.pr["recall"][-1] == 1.0
+    assert len(r.pr["precision"]) == len(r.pr["thresholds"]) < 1000
+    # the F1 of the best stored PR point is close to the reported pixel F1-max
+    p, q = np.array(r.pr["precision"]), np.array(r.pr["recall"])
+    assert np.max(2 * p * q / np.maximum(p + q, 1e-12)) == pytest.approx(r.f1_max, abs=0.02)
 
 
 def test_no_masks_and_constant_maps_give_none() -> None:
