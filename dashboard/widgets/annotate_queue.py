@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE, SELECTED_RUN, sessions
 from dashboard.widgets import annotate_state as S
@@ -13,6 +14,7 @@ from db import datasets as dq
 from db import masks as mq
 from db import runs as rq
 from db.errors import NotFoundError
+from db.models import Image
 
 QUEUE = "_annotate_queue"  # snapshot {"spec": tuple, "ids": [int]}: stable while you work
 GIVEN = "given"  # the list another page handed over in ANNOTATE_QUEUE
@@ -127,6 +129,13 @@ def queue_ui() -> Position | None:
     refresh = box.button("Refresh queue", icon=":material/refresh:", key="annotate_refresh")
     ids = _queue_ids(ds.id, kind, run_id, refresh)
     current = st.session_state.get(S.CURRENT)
+    if current is not None:
+        with sessions()() as s:
+            img = s.get(Image, int(current))
+            if img is None or img.dataset_id != ds.id:  # deleted, or of another dataset
+                current = None
+                st.session_state.pop(S.CURRENT, None)
+    _drafts_ui(box, current)
     if current is None and ids:
         current = st.session_state[S.CURRENT] = ids[0]
     if current is None:
@@ -136,6 +145,24 @@ def queue_ui() -> Position | None:
             st.success(f"The queue “{kinds[kind]}” is empty. Choose another queue above.")
         return Position(ds.id, None, ids)
     return Position(ds.id, int(current), ids)
+
+
+def _drafts_ui(box: DeltaGenerator, current: int | None) -> None:
+    """Images with unsaved work in this session (a reminder, with a way back to them)."""
+    others = [i for i in S.drafts() if i != current]
+    if not others:
+        return
+    with sessions()() as s:
+        names = {i.id: i.rel_path for i in dq.images_by_ids(s, others[:5])}
+    box.caption(f":orange[:material/edit: Unsaved drafts on {len(others)} other image(s):]")
+    for image_id in others[:5]:
+        box.button(names.get(image_id, f"image {image_id}"), key=f"annotate_draft_{image_id}", type="tertiary",
+                   on_click=_request, args=(image_id,), icon=":material/edit:")
+
+
+def _request(image_id: int) -> None:
+    """Open an image wherever it is (switches dataset like a request from another page)."""
+    st.session_state[ANNOTATE_IMAGE] = image_id
 
 
 def stepper_ui(pos: Position) -> None:

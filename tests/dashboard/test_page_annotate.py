@@ -298,3 +298,16 @@ def test_false_negative_queue_of_a_run(tmp_path: Path, trained_workspace: Any, f
     assert not at.exception, at.exception
     assert at.session_state["_annotate_current"] == expected[0]
     assert any(m.value == f"**1 / {len(expected)}**" for m in at.markdown)
+
+
+def test_drafts_on_other_images_are_listed_with_a_way_back(workspace: Path, fake_canvas: Canvas) -> None:
+    ids = nok_ids(workspace)
+    at = open_page(ids[0], queue=ids)
+    fake_canvas.objects = [fake_canvas.rect(0, 0, 5, 5)]
+    at.run()
+    fake_canvas.objects = []
+    click(at, "annotate_next")
+    assert any("Unsaved drafts on 1 other" in c.value for c in at.sidebar.caption)
+    click(at, f"annotate_draft_{ids[0]}")
+    assert at.session_state["_annotate_current"] == ids[0]
+    assert any("unsaved draft" in m.value for m in at.markdown)
