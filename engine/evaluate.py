@@ -65,7 +65,6 @@ class _Scanned:
 
     def __init__(self, roi: np.ndarray | None) -> None:
         self.scores: dict[int, float] = {}  # position in the stream -> score
-        self.sizes: dict[int, tuple[int, int]] = {}  # position -> original (H, W)
         self.masks: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # position -> packed mask
         self.scan = RangeScanner(roi)
 
@@ -95,13 +94,14 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
                 maps = np.clip(maps, -65504, 65504).astype(np.float16)
                 kept = [i for i, good in zip(idx, ok.tolist()) if good]
                 for j, i in enumerate(kept):
+                    if not np.isfinite(scores[j]):  # a broken model must not sink all metrics
+                        failed.append((str(paths[i]), "model produced a non-finite score"))
+                        continue
                     scanned.scores[i] = float(scores[j])
                     scanned.scan.update(maps[j])
                     if on_map is not None:
                         on_map(i, maps[j])
-                for i, h, w, has, m in zip(idx, batch["h"].tolist(), batch["w"].tolist(),
-                                           batch["has_mask"].tolist(), batch["mask"]):
-                    scanned.sizes[i] = (h, w)
+                for i, has, m in zip(idx, batch["has_mask"].tolist(), batch["mask"]):
                     if has and i in scanned.scores:
                         scanned.masks[i] = (np.packbits(m.numpy()), tuple(m.shape))
             tick(len(idx))
@@ -115,7 +115,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
 
     `roi` (bool, any size; resized nearest to the input) overrides the checkpoint's ROI;
     None keeps the checkpoint's. Unreadable images land in `failed`, the rest are evaluated.
-    `num_workers` overrides config.num_workers (decoding processes; the caller knows its cores).
+    `num_workers` overrides config.num_workers (decoding threads; the caller knows its cores).
     """
     import torch
 
