@@ -77,31 +77,34 @@ class DFRConfig(_Common):
     model: str = _f("dfr", "Model family (always 'dfr' here).", ("dfr",))  # fixed
     preset: str = _f("dfr", "Name of the preset these values started from.")  # informational
     input_size: int = _f(256, "Images are stretched to input_size² before the backbone.")  # CPU default
-    epochs: int = _f(15, "Passes over the training feature maps.")
+    epochs: int = _f(15, "Passes over the training feature maps.")  # CPU default, see PRESETS
     batch_size: int = _f(4, "Images (feature maps) per optimisation step.")  # thesis: 4
     lr: float = _f(1e-3, "Learning rate.")  # thesis: Adam 1e-3
     weight_decay: float = _f(0.0, "Weight decay.")  # thesis: none
     optimizer: str = _f("adam", "Optimiser: 'adam' or 'adamw'.", ("adam", "adamw"))  # thesis: Adam
-    backbone: str = _f("tf_efficientnet_lite0", "timm EfficientNet name (its weights must be available locally).")
+    backbone: str = _f("tf_efficientnet_lite0", "timm EfficientNet name (its weights must be available "
+                       "locally).")  # Lite0 ships with a pip package: works offline
     backbone_weights: str = _f("pretrained", "'pretrained' (packaged / local cache), 'random' (tests only) "
                                "or a path to a .pth state_dict.")  # never downloaded
     stages: tuple[int, ...] = _f((0, 1, 2, 3, 4, 5), "Backbone stages (indices into blocks[]) whose outputs "
                                  "are reconstructed, comma separated.")  # thesis: first six
     map_size: int = _f(64, "Side of the feature map all stages are brought to.")  # thesis: 128 / 170 at 512²
     aggregation: str = _f("ours", "'ours': pool/resize each stage straight to the map; 'thesis': upsample "
-                          "to the input size first, then average-pool (slow).", ("ours", "thesis"))
+                          "to the input size first, then average-pool (slow).", ("ours", "thesis"))  # cheaper
     local_avg: int = _f(3, "Side of the local average applied to each stage on the map (1 = none).")  # 3×3
     feature_standardise: bool = _f(False, "Standardise each feature channel with training mean/std.")  # literal: off
-    pca_variance: float = _f(0.9, "Latent width d = PCA components keeping this share of feature variance.")
-    pca_samples_per_image: int = _f(1024, "Feature vectors sampled per training image for the PCA.")
-    latent_dim: int | None = _f(None, "Fixed latent width d (overrides the PCA rule when set).")
+    pca_variance: float = _f(0.9, "Latent width d = PCA components keeping this share of feature "
+                             "variance.")  # thesis: 90%
+    pca_samples_per_image: int = _f(1024, "Feature vectors sampled per training image for the PCA.")  # plenty
+    latent_dim: int | None = _f(None, "Fixed latent width d (overrides the PCA rule when set).")  # None: PCA
     score: str = _f("max", "Image score: 'max' of the map or 'topk' (mean of the top topk_ratio share).",
-                    ("max", "topk"))
+                    ("max", "topk"))  # thesis: max
     topk_ratio: float = _f(0.01, "Share of map pixels averaged by the 'topk' score.")  # top 1%
     border_margin: int = _f(0, "Pixels (at input size) along the border ignored by the image score.")  # off
     residual_norm: bool = _f(False, "Divide each channel's squared error by its mean on training images "
                              "before averaging over channels.")  # literal: off
-    feature_cache_gb: float = _f(4.0, "Bound of the float16 on-disk cache of backbone features (0 = off).")
+    feature_cache_gb: float = _f(4.0, "Bound of the float16 on-disk cache of backbone features "
+                                 "(0 = off).")  # ~1000 images at 64² maps of 464 channels
 
 
 CONFIG_TYPES: dict[str, type] = {"ae": AEConfig, "dfr": DFRConfig}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -75,10 +76,7 @@ class ImageDataset(Dataset):
 
 def _worker_init(_: int) -> None:
     """Decoding workers stay single-threaded: the parent owns the cores for the model."""
-    import cv2
-
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: int | None = None,
@@ -98,6 +96,10 @@ def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: 
     ds = ImageDataset(paths, config.input_size, flags)
     shuffle = train if shuffle is None else shuffle
     workers = max(0, min(int(getattr(config, "num_workers", 0)), n))
+    if workers:
+        # OpenCV's thread pool does not survive fork(): a forked worker that touches it can hang
+        # forever. Switch it off before forking; the workers provide the decoding parallelism.
+        cv2.setNumThreads(0)
     return DataLoader(
         ds,
         batch_size=batch_size or config.batch_size,
