@@ -112,14 +112,14 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
         S.remember_canvas(image.id, k, geo, objects)
         st.caption("Hover over the canvas for its toolbar: ↶ ↷ undo/redo strokes since the last zoom or "
                    "save, the pencil selects and moves them, the bin clears them.")
+        with st.expander("Mask history", icon=":material/history:"):
+            history_ui(image.id)
     with head:
         header_ui(image, latest)
         conflict_ui(image, latest)
     with right:
         _actions_ui(image, next_id)
         _view_ui(image, view, box)
-        with st.expander("History", icon=":material/history:"):
-            history_ui(image.id)
 
 
 def _view_ui(image: Image, view: View, box: tuple[int, int, int, int]) -> None:
