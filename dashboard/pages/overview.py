@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
 from dashboard.state import SELECTED_RUN, sessions
@@ -79,12 +81,12 @@ else:
             "Image AUROC (95% CI)": fmt_auroc(m.get("image_auroc"), m.get("image_auroc_ci95")),
             "Pixel AUROC": fmt_num(m.get("pixel_auroc")),
             "Threshold": f"{fmt_num(t.get('image'))} ({t.get('set_by')})" if t else "–",
-            "Parent": r["parent_run_id"], "By": r["created_by"],
+            "Retrains": f"run {r['parent_run_id']}" if r["parent_run_id"] else "",
+            "By": r["created_by"], "Created": fmt_when(datetime.fromisoformat(r["created_at"])),
         })
     picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun",
                           selection_mode="single-row", key="overview_runs",
-                          column_config={"Run": st.column_config.NumberColumn(format="%d"),
-                                         "Parent": st.column_config.NumberColumn(format="%d")})
+                          column_config={"Run": st.column_config.NumberColumn(format="%d")})
     st.caption("Select a run to open its results.")
     if picked and picked.selection.rows:
         st.session_state[SELECTED_RUN] = rows[picked.selection.rows[0]]["Run"]

@@ -79,12 +79,12 @@ def skipped_table_ui(skipped: list[dict[str, str]]) -> None:
 def import_report_ui(report: dict[str, Any]) -> None:
     """Counts of what was imported, then every skipped file with its reason."""
     c = report["imported"]
-    parts = [f"{c.get('train_ok', 0)} train OK", f"{c.get('test_ok', 0)} test OK",
-             f"{c.get('test_nok', 0)} test NOK", f"{c.get('masks', 0)} masks"]
-    parts += [f"{c[k]} {k.replace('_', ' ')}" for k in ("train_nok", "unlabelled") if c.get(k)]
+    names = {"train_ok": "train OK", "test_ok": "test OK", "test_nok": "test NOK", "train_nok": "train NOK",
+             "unlabelled": "unlabelled", "masks": "masks"}
+    parts = [f"{c[k]} {label}" for k, label in names.items() if c.get(k)]
     st.success(f"Dataset **{report['dataset']}** ({report['layout']} layout): imported "
-               + ", ".join(parts) + f"; {report['unchanged']} already there, unchanged.",
-               icon=":material/check_circle:")
+               + (", ".join(parts) if parts else "no new images")
+               + f"; {report['unchanged']} already there, unchanged.", icon=":material/check_circle:")
     if report.get("updated"):
         with st.expander(f"{len(report['updated'])} images updated"):
             st.dataframe([{"File": u["path"], "Why": u["reason"]} for u in report["updated"]],
