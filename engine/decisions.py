@@ -80,6 +80,11 @@ def suggestions(y_nok: np.ndarray, scores: np.ndarray, *, target_frr: float,
     ]
 
 
+def n_bins(n: int) -> int:
+    """Bars for n scores: about 2 sqrt(n), between 8 and 40 (a few images: wide bars)."""
+    return int(np.clip(round(2 * np.sqrt(max(n, 1))), 8, 40))
+
+
 def histogram_edges(scores: np.ndarray, n_bins: int = 30) -> np.ndarray:
     """(n_bins + 1,) equal-width edges over the score range (a tiny span if all scores tie)."""
     s = np.asarray(scores, dtype=np.float64)

@@ -58,8 +58,8 @@ with tabs[0]:
 
 with tabs[1]:
     outc = outcome_array(data, thr)
-    outcome, defect, heat = filters_ui(data, outc, key="results_gallery")
-    idx = filtered(data, outc, outcome, defect)
+    outcome, defect, heat, lowest_first = filters_ui(data, outc, key="results_gallery")
+    idx = filtered(data, outc, outcome, defect, lowest_first)
     i = gallery_section_ui(data, outc, idx, key="results_gallery", heat=heat)
     if i is not None:
         st.divider()

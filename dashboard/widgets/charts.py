@@ -117,7 +117,8 @@ def histogram_figure(ok_counts: np.ndarray, nok_counts: np.ndarray, edges: np.nd
     top = int(max(np.max(ok_counts, initial=0), np.max(nok_counts, initial=0)))
     fig.update_yaxes(dtick=max(1, -(-top // 6)), rangemode="tozero")
     fig = _layout(fig, title, "anomaly score (NOK at or above the threshold)", "images", unit_axes=False)
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=0.99, xanchor="left", x=0.01,
+                                  bgcolor="rgba(255,255,255,0.75)"))
     return fig
 
 

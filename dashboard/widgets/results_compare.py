@@ -63,7 +63,7 @@ def compare_ui(run: RunChoice, data: EvalData, other: RunChoice, other_eval_id: 
     for m, d, idx in ((ma, data, ia), (mb, odata, ib)):
         px = pixel_curves(d, idx) if d.metrics.get("pixel_roc") else None
         m["pixel_auroc"], m["aupro"] = (px["pixel_auroc"], px["aupro"]) if px else (None, None)
-    metrics_table_ui({name_a: ma, name_b: mb})
+    metrics_table_ui({name_a: ma, name_b: mb}, skip=("OK-only threshold",))
     c1, c2 = st.columns(2)
     curves = [(name_a, ma), (name_b, mb)]
     if all(m["roc"] for _, m in curves):

@@ -90,6 +90,10 @@ def subset(data: EvalData, image_ids: list[int]) -> tuple[np.ndarray, np.ndarray
     return idx, data.scores[idx]
 
 
+RULE_NAMES = {"manual": "set by hand", "roc": "ROC click", "histogram": "histogram click",
+              "f1_max": "F1-max", "zero_escape": "zero escapes", "ok_only": "OK-only"}
+
+
 @dataclass(frozen=True)
 class ActiveThreshold:
     """The run's active threshold as plain values (what `predict` uses right now)."""
@@ -114,5 +118,6 @@ class ActiveThreshold:
     def describe(self) -> str:
         band = f" · review band {self.band[0]:.4g} – {self.band[1]:.4g}" if self.band else ""
         px = f" · pixel {self.pixel:.4g}" if self.pixel is not None else ""
-        return (f"image threshold **{self.image:.4g}**{px}{band} · {self.rule or 'manual'}"
+        rule = RULE_NAMES.get(self.rule or "manual", self.rule)
+        return (f"image threshold **{self.image:.4g}**{px}{band} · {rule}"
                 f" · set by {self.set_by} at {self.at}")

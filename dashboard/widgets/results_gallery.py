@@ -18,7 +18,7 @@ OUTCOME_COLORS = {"TP": "blue", "TN": "green", "FP": "orange", "FN": "red", "REV
 OUTCOME_HELP = {"TP": "defect caught", "TN": "OK passed", "FP": "OK part rejected (false reject)",
                 "FN": "defect missed (escape)", "REVIEW": "in the review band"}
 ALL = "All"
-PER_PAGE = 24
+PER_PAGE = 18  # three rows: the detail below stays close
 
 
 def outcome_array(data: EvalData, thr: ActiveThreshold | None) -> np.ndarray:
@@ -28,11 +28,14 @@ def outcome_array(data: EvalData, thr: ActiveThreshold | None) -> np.ndarray:
     return D.outcomes(data.y_nok, data.scores, thr.image, thr.band)
 
 
+SORTS = ("highest score first", "lowest score first")
+
+
 def filters_ui(data: EvalData, outc: np.ndarray, *, key: str,
-               choices: tuple[str, ...] = (ALL, *D.OUTCOMES)) -> tuple[str, str, bool]:
-    """(outcome, defect type or ALL, heatmap thumbnails?)."""
+               choices: tuple[str, ...] = (ALL, *D.OUTCOMES)) -> tuple[str, str, bool, bool]:
+    """(outcome, defect type or ALL, heatmap thumbnails?, lowest score first?)."""
     counts = {o: int(np.sum(outc == o)) for o in D.OUTCOMES} | {ALL: data.n}
-    c1, c2, c3 = st.columns([4, 2, 1.3], vertical_alignment="bottom")
+    c1, c2, c4, c3 = st.columns([4, 1.6, 1.6, 1.1], vertical_alignment="bottom")
     outcome = c1.radio("Outcome at the active threshold", choices, horizontal=True, key=f"{key}_outcome",
                        format_func=lambda o: f"{o} ({counts.get(o, 0)})",
                        help=" · ".join(f"{o}: {h}" for o, h in OUTCOME_HELP.items()),
@@ -40,21 +43,28 @@ def filters_ui(data: EvalData, outc: np.ndarray, *, key: str,
     types = sorted({t or "unspecified" for t, y in zip(data.defect_types, data.y_nok) if y})
     defect = c2.selectbox("Defect type", [ALL, *types], key=f"{key}_defect",
                           on_change=_reset_page, args=(key,))
+    sort = c4.selectbox("Order", SORTS, key=f"{key}_sort", on_change=_reset_page, args=(key,),
+                        help="Lowest first shows the worst misses (FN) and the safest passes first.")
     heat = c3.toggle("Heatmaps", value=True, key=f"{key}_heat", help="Blend each image's heatmap into its tile.")
-    return outcome, defect, heat
+    return outcome, defect, heat, sort == SORTS[1]
 
 
 def _reset_page(key: str) -> None:
+    """New filters: back to page 1, and the detail opens the first image of the new list."""
     st.session_state[f"{key}_page"] = 0
+    for k in [k for k in st.session_state if str(k).startswith(f"{key}_selected_")]:
+        del st.session_state[k]
 
 
-def filtered(data: EvalData, outc: np.ndarray, outcome: str, defect: str) -> np.ndarray:
-    """Indices (highest score first) that pass the filters."""
+def filtered(data: EvalData, outc: np.ndarray, outcome: str, defect: str, lowest_first: bool = False
+             ) -> np.ndarray:
+    """Indices (highest score first, or lowest first) that pass the filters."""
     keep = np.ones(data.n, dtype=bool) if outcome == ALL else (outc == outcome)
     if defect != ALL:
         types = np.array([t or "unspecified" for t in data.defect_types], dtype=object)
         keep &= data.y_nok & (types == defect)
-    return np.flatnonzero(keep)
+    idx = np.flatnonzero(keep)
+    return idx[::-1] if lowest_first else idx
 
 
 def selected_key(key: str, data: EvalData) -> str:

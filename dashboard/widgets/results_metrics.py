@@ -53,14 +53,16 @@ def _ok_only(m: dict[str, Any]) -> str:
     return f"{v:.4g} (target FRR {m.get('target_frr', 0.01):.1%}, from {m.get('ok_only_source') or '?'})"
 
 
-def metrics_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def metrics_table(columns: dict[str, dict[str, Any]], skip: tuple[str, ...] = ()) -> pd.DataFrame:
     """One column per run (label -> metrics dict), one row per headline metric."""
-    return pd.DataFrame({name: [fmt(m) for _, fmt in ROWS] for name, m in columns.items()},
-                        index=[label for label, _ in ROWS])
+    rows = [(label, fmt) for label, fmt in ROWS if label not in skip]
+    return pd.DataFrame({name: [fmt(m) for _, fmt in rows] for name, m in columns.items()},
+                        index=[label for label, _ in rows])
 
 
-def metrics_table_ui(columns: dict[str, dict[str, Any]], note: str | None = None) -> None:
-    st.dataframe(metrics_table(columns), width="stretch")
+def metrics_table_ui(columns: dict[str, dict[str, Any]], note: str | None = None,
+                     skip: tuple[str, ...] = ()) -> None:
+    st.dataframe(metrics_table(columns, skip), width="stretch")
     if note:
         st.caption(note)
 
@@ -168,7 +170,7 @@ def curves_ui(data: EvalData, thr: ActiveThreshold | None, key: str) -> None:
 
 def distribution_ui(data: EvalData, thr: ActiveThreshold | None, key: str) -> None:
     """Score histogram OK vs NOK with the active threshold and band; confusion next to it."""
-    edges = D.histogram_edges(data.scores, 30)
+    edges = D.histogram_edges(data.scores, D.n_bins(data.n))
     ok, nok = D.histogram_counts(data.y_nok, data.scores, edges)
     c1, c2 = st.columns([3, 2])
     with c1:

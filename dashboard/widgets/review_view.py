@@ -11,7 +11,8 @@ from dashboard.widgets.review_actions import (OPENS_ANNOTATE, Mark, children, re
 from dashboard.widgets.run_picker import COMPARE_KEY
 from engine.errors import UserError
 
-FLASH = "review_flash"  # [(kind, message)] shown once on the next run
+FLASH = "review_flash"  # [(kind, message)] shown once on the next run (as toasts)
+RETRAIN_FLASH = "review_retrain_flash"  # (kind, message) of the last retrain, shown by its button
 GOTO_ANNOTATE = "review_goto_annotate"  # (image id, queue ids) set by a callback, followed by the page
 ANNOTATE_PAGE = "dashboard/pages/annotate.py"
 RESULTS_PAGE = "dashboard/pages/results.py"
@@ -23,8 +24,10 @@ def flash(kind: str, message: str) -> None:
 
 
 def show_flash() -> None:
+    """Outcome messages as toasts: the reviewer is looking at the image, not the page top."""
+    icons = {"success": ":material/check_circle:", "error": ":material/error:"}
     for kind, message in st.session_state.pop(FLASH, []):
-        getattr(st, kind)(message)
+        st.toast(message, icon=icons.get(kind))
 
 
 def follow_requests() -> None:
@@ -95,9 +98,9 @@ def _on_retrain(run_id: int) -> None:
         with sessions().begin() as s:
             job_id, new_run = retrain(s, run_id, user())
     except UserError as e:
-        flash("error", f"Could not start the retrain: {e}")
+        st.session_state[RETRAIN_FLASH] = ("error", f"Could not start the retrain: {e}")
         return
-    flash("success", f"Queued training job #{job_id}: run #{new_run}, retrained from run #{run_id} with the "
+    st.session_state[RETRAIN_FLASH] = ("success", f"Queued training job #{job_id}: run #{new_run}, retrained from run #{run_id} with the "
                      "corrected labels. Follow it on Jobs; when it has finished, Results compares the two "
                      "on their common test images.")
 
@@ -112,6 +115,9 @@ def retrain_ui(run_id: int, n_reviews: int) -> None:
                 "as it is now: corrected labels, images moved to training, new masks.")
     st.button("Retrain with corrections", type="primary", icon=":material/model_training:",
               key=f"review_retrain_{run_id}", on_click=_on_retrain, args=(run_id,))
+    done = st.session_state.pop(RETRAIN_FLASH, None)
+    if done:
+        getattr(st, done[0])(done[1])
     with sessions().begin() as s:
         kids = children(s, run_id)
     for c in kids:

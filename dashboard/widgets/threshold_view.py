@@ -11,13 +11,11 @@ import streamlit as st
 from dashboard.state import sessions
 from dashboard.widgets import charts
 from dashboard.widgets import threshold_state as S
-from dashboard.widgets.results_data import ActiveThreshold, EvalData
+from dashboard.widgets.results_data import RULE_NAMES, ActiveThreshold, EvalData
 from db import decisions as tq
 from engine import decisions as D
 from engine.metrics import roc_points
 
-RULE_NAMES = {"manual": "set by hand", "roc": "ROC click", "histogram": "histogram click",
-              "f1_max": "F1-max", "zero_escape": "zero escapes", "ok_only": "OK-only", "pixel_f1_max": "F1-max"}
 
 
 def slider_range(data: EvalData) -> tuple[float, float]:
@@ -136,7 +134,7 @@ def charts_ui(run_id: int, data: EvalData) -> None:
         else:
             st.info("The ROC curve needs both OK and NOK test images.")
     with c2:
-        edges = D.histogram_edges(data.scores, 30)
+        edges = D.histogram_edges(data.scores, D.n_bins(data.n))
         ok, nok = D.histogram_counts(data.y_nok, data.scores, edges)
         key = S.k(run_id, f"hist_{data.evaluation_id}")
         fig = charts.histogram_figure(ok, nok, edges, threshold=value, band=band if not D.band_error(value, band) else None,

@@ -73,6 +73,11 @@ def test_defect_type_filter_and_opacity(trained_copy: Copy) -> None:
     assert all(types[1] in m.value for m in at.markdown if "-badge[" in m.value)
     at.slider(key="results_detail_alpha").set_value(0.9).run()
     assert_ok(at)
+    at.selectbox(key="results_gallery_defect").set_value("All")
+    at.selectbox(key="results_gallery_sort").set_value("lowest score first").run()
+    assert_ok(at)
+    sc = scores_of(trained_copy.dfr_run)
+    assert f"image id {int(sc.image_ids[-1])}" in texts(at)  # the lowest-scoring image is opened
 
 
 def test_compare_two_runs_on_common_images(trained_copy: Copy) -> None:
