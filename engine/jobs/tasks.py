@@ -21,7 +21,7 @@ from db import runs as rq
 from db.models import Image, Mask, RegionOfInterest
 from engine.config import config_from_dict
 from engine.errors import UserError
-from engine.images import read_mask, sha256_file
+from engine.images import read_mask, resize_mask, sha256_file
 from engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
         cfg = config_from_dict({k: v for k, v in run.config.items() if k != "image_rule"})
         train_images = dq.images_by_ids(s, snapshot["train"])
         roi = load_roi(s, dataset_id, snapshot.get("roi"))
+    if roi is not None:  # drawn on a reference image of any size; the model works at input size
+        roi = resize_mask(roi, cfg.input_size)
     train_images, excluded = verify_files(train_images)
     if not train_images:
         raise UserError("no usable OK training image left: every file is missing or changed")
