@@ -138,3 +138,25 @@ def test_trained_runs_have_artifacts_and_new_evaluations(trained_workspace, tmp_
     assert again["evaluation_id"] != first  # each evaluation is its own record
     ev_dir = home / "runs" / str(run["id"]) / "evaluations" / str(again["evaluation_id"])
     assert (ev_dir / "metrics.json").is_file() and list((ev_dir / "heatmaps").glob("*.npy"))
+
+
+def test_region_of_interest_reaches_training_and_evaluation(tiny_home: Path) -> None:
+    import numpy as np
+
+    from db import datasets as dq
+    from engine.jobs.registry import save_roi
+
+    sessions = _sessions(tiny_home)
+    roi = np.zeros((64, 64), bool)  # drawn at image size; the model's input is smaller here
+    roi[:, :32] = True
+    with sessions.begin() as s:
+        save_roi(s, tiny_home / "masks", dq.get_dataset(s, "tiny").id, roi, base_version=None, author="qa")
+    sets = ["input_size=32" if x.startswith("input_size") else x for x in TINY_AE]
+    run = json.loads(cli(*_train_args(sets), "--wait", home=tiny_home).stdout)
+    assert run["status"] == "succeeded"
+    maps = sorted((tiny_home / "runs" / str(run["id"]) / "evaluations").rglob("heatmaps/*.npy"))
+    assert maps
+    for path in maps:
+        amap = np.load(path).astype(np.float32)
+        assert amap.shape == (32, 32)
+        assert np.all(amap[:, 16:] == 0) and np.any(amap[:, :16] > 0)
