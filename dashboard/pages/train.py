@@ -48,11 +48,11 @@ preset = c3.selectbox("Preset", presets, key=f"train_preset_{model}",
 st.caption(PRESET_NOTES.get(preset, ""))
 
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Train OK images", ds.train_ok, help="What the model learns from (a share is held out for "
+m1.metric("Train OK images", ds.train_ok, border=True, help="What the model learns from (a share is held out for "
           "the OK-only threshold).")
-m2.metric("Test OK images", ds.test_ok)
-m3.metric("Test NOK images", ds.test_nok)
-m4.metric("NOK masks", ds.masks, help="Needed for pixel AUROC / AUPRO.")
+m2.metric("Test OK images", ds.test_ok, border=True)
+m3.metric("Test NOK images", ds.test_nok, border=True)
+m4.metric("NOK masks", ds.masks, border=True, help="Needed for pixel AUROC / AUPRO.")
 if ds.train_ok == 0:
     st.warning(f"Dataset **{ds.name}** has no OK images in the train split: label some images OK with "
                "split Train on the Datasets page first.", icon=":material/warning:")
@@ -69,16 +69,16 @@ else:
 
 with factory.begin() as s:
     runs = [run_row(s, r) for r in rq.list_runs(s, dataset_id=ds.id, limit=50)]
+parents: dict[int | None, str] = {None: "— none —"} | {
+    r["id"]: f"Run {r['id']} · {r['model'].upper()} ({r['preset']}) · image AUROC {fmt_auroc(r['image_auroc'])}"
+    for r in runs if r["status"] == "succeeded"}
 with st.form("train_launch", border=False):
     f1, f2 = st.columns([1, 2])
-    parent = f1.selectbox(
-        "Retrains run (optional)", key="train_parent", options=[None, *[r["id"] for r in runs if r["status"] == "succeeded"]],
-        format_func=lambda rid: "— none —" if rid is None else next(
-            f"Run {r['id']} · {r['model']} ({r['preset']}) · AUROC {fmt_auroc(r['image_auroc'])}"
-            for r in runs if r["id"] == rid),
-        help="Link the new run to the one it improves on (e.g. after correcting labels); Results "
-             "compares the two on their common test images.")
-    note = f2.text_input("Note (optional)", key="train_note", placeholder="e.g. relabelled 3 false positives as OK")
+    parent = f1.selectbox("Retrains run (optional)", list(parents), format_func=parents.__getitem__,
+                          key="train_parent", help="Link the new run to the one it improves on (e.g. after "
+                          "correcting labels); Results compares the two on their common test images.")
+    note = f2.text_input("Note (optional)", key="train_note",
+                         placeholder="e.g. relabelled 3 false positives as OK")
     launch = st.form_submit_button("Launch training", icon=":material/rocket_launch:", type="primary")
 
 if launch:

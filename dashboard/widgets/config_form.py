@@ -15,8 +15,8 @@ import streamlit as st
 from engine.config import CONFIG_TYPES, PRESETS, field_choices, field_help
 
 HIDDEN = ("model", "preset")
-COMMON_MAIN = ("input_size", "epochs", "batch_size", "lr", "enhance", "device")
-MAIN = {"ae": COMMON_MAIN, "dfr": ("backbone", "map_size", "score", *COMMON_MAIN)}
+MAIN = {"ae": ("input_size", "epochs", "batch_size", "lr", "device", "enhance"),
+        "dfr": ("input_size", "epochs", "batch_size", "lr", "backbone", "map_size", "score", "device", "enhance")}
 LABELS = {
     "input_size": "Input size (px)", "lr": "Learning rate", "map_size": "Feature map size",
     "batch_size": "Batch size", "backbone_weights": "Backbone weights", "topk_at_512": "Top-k at 512²",
