@@ -70,9 +70,14 @@ def push(run_id: int) -> None:
 
 
 def ensure_widgets(run_id: int) -> None:
-    """Widget keys are dropped when the page is left; rebuild them from the canonical values."""
+    """Widget keys are dropped when the page is left; rebuild them from the canonical values.
+    Keep the slider inside its range (another evaluation has another score range)."""
     if k(run_id, "w_num") not in st.session_state:
         push(run_id)
+    lo, hi = get(run_id, "slider_range")
+    v = st.session_state.get(k(run_id, "w_slider"))
+    if v is not None and not lo <= v <= hi:
+        put(run_id, "w_slider", min(max(float(get(run_id, "value")), lo), hi))
 
 
 def set_value(run_id: int, value: float | None, rule: str) -> None:
