@@ -122,3 +122,25 @@ def test_results_shows_a_heatmap(app_page: Any, app_server: AppServer) -> None:
     _tall(page, "results_images_heatmap")
     page.get_by_role("tab", name="Metrics & curves").click()
     _tall(page, "results_metrics")
+
+
+def test_histogram_bar_click_sets_its_left_edge(app_page: Any, app_server: AppServer) -> None:
+    from engine import decisions as D
+
+    page, run = app_page, app_server.trained.ae_run
+    y, s = _scores(app_server.home, run)
+    edges = D.histogram_edges(s, D.n_bins(s.size))
+    _open(page, app_server, f"thresholds?run={run}")
+    plot = page.locator(".js-plotly-plot", has=page.get_by_text("Scores — click a bar"))
+    plot.scroll_into_view_if_needed()
+    bars = plot.locator(".barlayer .trace").nth(1).locator("path")  # trace 1 = NOK, one path per bar
+    bars.first.wait_for(state="attached")
+    boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+    k = next(i for i, b in enumerate(boxes) if b and b["height"] > 4)  # the first non-empty NOK bar
+    b = boxes[k]
+    run_and_wait(page, lambda: page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] - 2))
+    assert_no_exception(page)
+    shown = float(page.get_by_label("Exact value", exact=True).input_value())
+    assert math.isclose(shown, edges[k], rel_tol=1e-5), (shown, edges[k], k)
+    assert page.get_by_text("(histogram click)").count() == 1
+    _tall(page, "thresholds_histogram_clicked")

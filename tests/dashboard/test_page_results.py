@@ -104,3 +104,26 @@ def test_choose_an_earlier_evaluation(trained_copy: Copy, tmp_path: Path) -> Non
     picker.set_value(first).run()
     assert_ok(at)
     assert f"evaluation #{first}" in texts(at)
+
+
+def test_an_evaluation_without_nok_images_still_renders(trained_copy: Copy) -> None:
+    """OK-only test sets (a new product): no ROC/PR, but histogram, gallery and thresholds work."""
+    from db import runs as rq
+    from tests.dashboard.page_helpers import sessions
+
+    run = trained_copy.ae_run
+    with sessions().begin() as s:
+        ev = rq.latest_evaluation(s, run)
+        for row in rq.evaluation_scores(s, ev.id):
+            row.label, row.defect_type = "ok", None
+        ev.metrics = {k: v for k, v in ev.metrics.items()
+                      if k not in ("roc", "pr", "pixel_roc", "image_auroc", "image_auroc_ci95", "per_defect")}
+    at = open_page("results", session={SELECTED_RUN: run})
+    assert "Image ROC needs both OK and NOK test images." in texts(at)
+    at.radio(key="results_gallery_outcome").set_value("TN").run()
+    assert_ok(at)
+    at.switch_page("dashboard/pages/thresholds.py").run()
+    assert_ok(at)
+    assert at.button(key=f"thr{run}_sg_f1_max").disabled and not at.button(key=f"thr{run}_sg_ok_only").disabled
+    at.switch_page("dashboard/pages/review.py").run()
+    assert_ok(at)
