@@ -116,9 +116,13 @@ def histogram_figure(ok_counts: np.ndarray, nok_counts: np.ndarray, edges: np.nd
     fig.update_layout(barmode="overlay", bargap=0.0)
     top = int(max(np.max(ok_counts, initial=0), np.max(nok_counts, initial=0)))
     fig.update_yaxes(dtick=max(1, -(-top // 6)), rangemode="tozero")
+    marks = [float(edges[0]), float(edges[-1])] + ([threshold] if threshold is not None else []) \
+        + (list(band) if band is not None else [])
+    pad = 0.5 * width
+    fig.update_xaxes(range=[min(marks) - pad, max(marks) + pad])
     fig = _layout(fig, title, "anomaly score (NOK at or above the threshold)", "images", unit_axes=False)
-    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=0.99, xanchor="left", x=0.01,
-                                  bgcolor="rgba(255,255,255,0.75)"))
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                      margin=dict(l=10, r=10, t=56, b=10))
     return fig
 
 
