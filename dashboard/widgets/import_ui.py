@@ -14,6 +14,7 @@ LAYOUTS = {"auto": "Detect automatically", "seed": "seed (train/ok, test/ok, tes
            "mvtec": "MVTec (train/good, test/<defect>, ground_truth)", "flat": "flat (unlabelled images)"}
 SPLITS = {"none": "Unassigned", "train": "Train", "test": "Test"}
 LABELS = {"unknown": "Unlabelled", "ok": "OK", "nok": "NOK"}
+MAX_UPLOAD_MB = 1024  # per file: a zipped dataset; larger ones belong on the server (folder import)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def upload_ui(default_name: str, *, key: str) -> UploadRequest | None:
     types = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS) + ["zip"]
     with st.form(f"{key}_form", border=False, clear_on_submit=True):
         files = st.file_uploader("Images or zip archives", type=types, accept_multiple_files=True,
-                                 key=f"{key}_files",
+                                 key=f"{key}_files", max_upload_size=MAX_UPLOAD_MB,
                                  help="A zip may hold loose images or a whole dataset in the seed or "
                                       "MVTec layout (its folders then give split, label and masks).")
         name = st.text_input("Dataset name", value=default_name, key=f"{key}_name",
