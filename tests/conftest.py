@@ -98,6 +98,7 @@ def copy_workspace(src: Path, dst: Path) -> Path:
         for table, col in (("runs", "checkpoint"), ("evaluations", "directory"), ("masks", "path"),
                            ("rois", "path"), ("jobs", "log_path")):
             con.execute(f"UPDATE {table} SET {col} = replace({col}, ?, ?)", (str(src), str(dst)))
+        con.execute("DELETE FROM workers")  # the original's worker does not serve the copy
     con.close()
     return dst
 
