@@ -25,7 +25,7 @@ MIN_AREA, MAX_AREA = 0.0005, 0.02  # allowed defect area, share of the image (0.
 
 _VIEW = 1.06  # half-width of the camera view in part units (the part's edge is at 1.0)
 _GRID = 0.86  # half-width of the ribbed grid inside the frame
-_CELLS = 6  # cells per side
+_CELLS = 7  # cells per side
 _PITCH = 2 * _GRID / _CELLS
 _RIB_W = 0.022  # rib half-width (part units)
 _EDGE = 0.014  # half-width of the rounded flank
@@ -99,18 +99,22 @@ def _draw_scene(rng: np.random.Generator, size: int) -> _Scene:
     light = np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)], np.float32)
     xn, yn = (xs - c) / c, (ys - c) / c  # camera-centred, [-1, 1]
     gx, gy, gr = (float(g) for g in rng.normal(0.0, 0.18, 3))
-    illum = (1.0 + gx * xn + gy * yn + 0.1 * _smooth_noise(rng, size, 3)) * (1.0 - (0.25 + 0.1 * gr) * (xn**2 + yn**2) / 2)
+    vignette = 1.0 - (0.25 + 0.1 * gr) * (xn**2 + yn**2) / 2
+    illum = (1.0 + gx * xn + gy * yn + 0.1 * _smooth_noise(rng, size, 3)) * vignette
     boxes = []
     for i in range(int(rng.integers(1, 4))):  # a main softbox (fixed-ish) plus 0–2 stray reflections
         if i == 0:
             cx, cy = rng.normal(-0.25, 0.12), rng.normal(-0.3, 0.12)
-            ang, sx, sy, k = rng.normal(0.6, 0.15), rng.uniform(0.5, 0.8), rng.uniform(0.07, 0.14), rng.uniform(0.5, 0.9)
+            ang, sx = rng.normal(0.6, 0.15), rng.uniform(0.5, 0.8)
+            sy, k = rng.uniform(0.07, 0.14), rng.uniform(0.5, 0.9)
         else:
             cx, cy = rng.uniform(-0.9, 0.9, 2)
-            ang, sx, sy, k = rng.uniform(0, np.pi), rng.uniform(0.1, 0.4), rng.uniform(0.04, 0.1), rng.uniform(0.15, 0.4)
+            ang, sx = rng.uniform(0, np.pi), rng.uniform(0.1, 0.4)
+            sy, k = rng.uniform(0.04, 0.1), rng.uniform(0.15, 0.4)
         boxes.append((float(cx), float(cy), float(ang), float(sx), float(sy), float(k)))
     noise_sigma = float(rng.uniform(1.5, 3.0)) / 255.0
-    return _Scene(u, v, px, albedo, texture.astype(np.float32), light, illum.astype(np.float32), tuple(boxes), noise_sigma)
+    return _Scene(u, v, px, albedo, texture.astype(np.float32), light, illum.astype(np.float32),
+                  tuple(boxes), noise_sigma)
 
 
 def _rib(d: np.ndarray) -> np.ndarray:
@@ -120,12 +124,14 @@ def _rib(d: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Missing:
-    """A rib segment (or part of one) that did not fill: vertical if `vertical` else horizontal."""
+    """Missing geometry: a rib span that did not fill, or a cell whose opening is filled flat."""
 
-    vertical: bool
-    line: int  # which interior rib line (1.._CELLS-1)
-    a: float  # removed span along the rib, part units
+    vertical: bool  # rib: vertical (along v) or horizontal
+    line: int  # rib: which interior rib line (1.._CELLS-1); cell: column
+    a: float  # rib: removed span along the rib, part units
     b: float
+    cell_row: int = -1  # >= 0: fill cell (line, cell_row) instead of removing a rib span
+    level: float = 0.0  # height of the filled cell (1 = rib top)
 
 
 def _height(scene: _Scene, missing: _Missing | None) -> tuple[np.ndarray, np.ndarray]:
@@ -136,12 +142,19 @@ def _height(scene: _Scene, missing: _Missing | None) -> tuple[np.ndarray, np.nda
     rib_v = _rib(np.abs(v + _GRID - kv * _PITCH))
     if missing is not None:
         along, k, rib = (v, ku, rib_u) if missing.vertical else (u, kv, rib_v)
-        gap = _smoothstep(missing.a - _EDGE, missing.a + _EDGE, along) * _smoothstep(missing.b + _EDGE, missing.b - _EDGE, along)
-        rib *= 1.0 - gap * (k == missing.line)
+        gap = (_smoothstep(missing.a - _EDGE, missing.a + _EDGE, along)
+               * _smoothstep(missing.b + _EDGE, missing.b - _EDGE, along))
+        if missing.cell_row < 0:
+            rib *= 1.0 - gap * (k == missing.line)
     box = np.maximum(np.abs(u), np.abs(v))
     frame = _smoothstep(_GRID, _GRID + 2 * _EDGE, box)
     silhouette = _smoothstep(1.0 + _EDGE, 1.0 - _EDGE, box)
-    h = np.maximum(np.maximum(rib_u, rib_v), frame) * silhouette
+    h = np.maximum(np.maximum(rib_u, rib_v), frame)
+    if missing is not None and missing.cell_row >= 0:
+        u0, v0 = -_GRID + (missing.line + 0.5) * _PITCH, -_GRID + (missing.cell_row + 0.5) * _PITCH
+        inner = np.maximum(np.abs(u - u0), np.abs(v - v0))
+        h = np.maximum(h, missing.level * _smoothstep(_PITCH / 2, _PITCH / 2 - 2 * _EDGE, inner))
+    h = h * silhouette
     return h.astype(np.float32), silhouette.astype(np.float32)
 
 
@@ -168,7 +181,8 @@ def _shade(scene: _Scene, h: np.ndarray, silhouette: np.ndarray) -> np.ndarray:
     sigma = max(0.03 * scene.px, 1.0)
     ao = (0.3 + 0.7 * h) * (1.0 - 0.8 * np.clip(cv2.GaussianBlur(h, (0, 0), sigma) - h, 0.0, 1.0))  # deep cells
     lx, ly, lz = scene.light
-    diffuse = 0.3 + 2.4 * np.clip(nx * lx + ny * ly + nz * lz, 0.0, None) * (1.0 - 0.75 * _shadow(h * depth, scene.light))
+    lit = 1.0 - 0.75 * _shadow(h * depth, scene.light)
+    diffuse = 0.3 + 2.4 * np.clip(nx * lx + ny * ly + nz * lz, 0.0, None) * lit
     size = h.shape[0]
     c = (size - 1) / 2.0
     xs, ys = _pixel_grid(size)
@@ -196,7 +210,8 @@ def _stroke(size: int, pts: np.ndarray, width: float, level: np.ndarray) -> np.n
     thick = max(1, int(round(width * ss)))
     for i in range(len(p) - 1):
         grey = int(round(255 * level[i]))
-        cv2.line(canvas, (int(p[i, 0]), int(p[i, 1])), (int(p[i + 1, 0]), int(p[i + 1, 1])), grey, thick, cv2.LINE_AA, 4)
+        a, b = (int(p[i, 0]), int(p[i, 1])), (int(p[i + 1, 0]), int(p[i + 1, 1]))
+        cv2.line(canvas, a, b, grey, thick, cv2.LINE_AA, 4)
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
@@ -244,13 +259,16 @@ def _burn(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 
 def _draw_missing(rng: np.random.Generator) -> _Missing:
-    """Most of a rib segment absent (short shot), sometimes two in a row across a crossing."""
+    """A cell opening filled flat (flash), or most of a rib span absent (short shot), maybe two."""
     line = int(rng.integers(1, _CELLS))
-    cells = 2 if rng.random() < 0.35 else 1
+    if rng.random() < 0.4:
+        return _Missing(False, int(rng.integers(0, _CELLS)), 0.0, 0.0, int(rng.integers(0, _CELLS)),
+                        float(rng.uniform(0.75, 1.0)))
+    cells = 2 if rng.random() < 0.4 else 1
     cell = int(rng.integers(0, _CELLS - cells + 1))
     lo = -_GRID + cell * _PITCH + _RIB_W
     span = cells * _PITCH - 2 * _RIB_W
-    frac = rng.uniform(0.7, 1.0)
+    frac = rng.uniform(0.75, 1.0)
     a = lo + rng.uniform(0.0, 1.0 - frac) * span
     return _Missing(bool(rng.random() < 0.5), line, float(a), float(a + frac * span))
 

@@ -1,8 +1,8 @@
 """Training: one plain function with a progress callback (nanoGPT style) for both model families.
 
-The caller (the job's child process) sets torch's thread count. OK training images: a seeded
-`holdout_share` of them is kept out of training for the OK-only threshold; the checkpoint's
-info["holdout_images"] lists them.
+The caller (the job's child process) sets torch's thread count and passes the OK training
+images with the `holdout_share` for the OK-only threshold already taken out (the job's dataset
+snapshot does that; `engine.data.split_holdout` is a helper for notebook use).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from engine.checkpoint import CHECKPOINT_NAME, resolve_device, save_checkpoint
 from engine.config import AEConfig, DFRConfig
-from engine.data import make_loader, split_holdout
+from engine.data import make_loader
 from engine.errors import UserError
 from engine.images import IMAGE_RULE
 
@@ -46,7 +46,7 @@ class TrainResult:
     final_loss: float
     seconds: float
     device: str
-    info: dict = field(default_factory=dict)  # latent_dim, weights sha256, loss history, holdout images...
+    info: dict = field(default_factory=dict)  # latent_dim, weights sha256, loss history, image rule...
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model, eval mode, on CPU
 
 
@@ -195,7 +195,7 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths, holdout = split_holdout(train_images, config.holdout_share, config.seed)
+    paths = [Path(p) for p in train_images]
     if not paths:
         raise UserError("no OK training images: import OK images into the dataset's train split first")
     seed_everything(config.seed)
@@ -212,7 +212,6 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
         "loss_history": history,
         "image_rule": IMAGE_RULE,
         "train_images": [str(p) for p in paths],
-        "holdout_images": [str(p) for p in holdout],
         "train_seconds": seconds,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),

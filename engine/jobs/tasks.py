@@ -167,8 +167,10 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
         checkpoint, items, out_dir, holdout=[Path(i.path) for i in holdout], roi=roi,
         progress=lambda f, msg: report(f, msg), device=cfg.device,
     )
-    metrics = dict(result.metrics) | {"holdout_scores": list(result.holdout_scores), "excluded": excluded, "failed": [
-        {"path": p, "reason": r} for p, r in result.failed], "eval_seconds": result.seconds}
+    metrics = dict(result.metrics) | {
+        "holdout_scores": list(result.holdout_scores), "excluded": excluded,
+        "failed": [{"path": p, "reason": r} for p, r in result.failed], "eval_seconds": result.seconds,
+    }
     rows = [{"image_id": sc.image_id, "label": labels[sc.image_id][0],
              "defect_type": labels[sc.image_id][1], "score": float(sc.score), "heatmap": sc.heatmap}
             for sc in result.images]

@@ -93,7 +93,8 @@ def test_saved_files_match_the_render(tmp_path: Path) -> None:
         kind = DEFECT_TYPES[i % 3]
         part = render_part(image_rng(TINY.seed, "test_nok", i), TINY.size, kind)
         assert np.array_equal(_rgb(root / "test" / "nok" / kind / f"{kind}_{i:04d}.png"), part.image)
-        saved = cv2.imread(str(root / "test" / "masks" / "nok" / kind / f"{kind}_{i:04d}.png"), cv2.IMREAD_UNCHANGED)
+        mask_path = root / "test" / "masks" / "nok" / kind / f"{kind}_{i:04d}.png"
+        saved = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(saved, part.mask)
 
 
@@ -135,10 +136,10 @@ def test_refuses_foreign_folder_and_bad_spec(tmp_path: Path) -> None:
 
 def test_mean_image_baseline_is_weak_at_default_size(tmp_path: Path) -> None:
     """Global nuisance (pose, lighting) must dominate the distance to the mean OK image."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds: robust to a busy machine
     root = generate_demo(tmp_path / "demo", DemoSpec()).root
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 60, f"default demo took {elapsed:.1f}s"  # ~7–12 s on 2 busy cores
+    elapsed = time.process_time() - t0
+    assert elapsed < 30, f"default demo took {elapsed:.1f} CPU s"  # ~6 s measured
 
     def load(paths: list[Path]) -> np.ndarray:
         return np.stack([_rgb(p) for p in paths]).astype(np.float32) / 255.0  # (N, H, W, 3)

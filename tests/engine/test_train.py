@@ -42,8 +42,8 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
     seen: list[TrainProgress] = []
     result = train(cfg, paths, tmp_path / "run", progress=seen.append, roi=roi)
     assert result.checkpoint.is_file() and result.epochs == 1 and np.isfinite(result.final_loss)
-    assert result.device == "cpu" and len(result.info["holdout_images"]) == 1
-    assert len(result.info["train_images"]) == 5 and result.info["image_rule"]
+    assert result.device == "cpu" and "holdout_images" not in result.info  # the caller holds out
+    assert len(result.info["train_images"]) == 6 and result.info["image_rule"]
     assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == "train"
     if model == "dfr":
         assert [p.phase for p in seen][0] == "features" and "pca" in {p.phase for p in seen}
@@ -76,7 +76,7 @@ def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
     paths = _write_images(tmp_path / "imgs", n=3)
     bad = tmp_path / "imgs" / "broken.png"
     bad.write_bytes(b"not a png")
-    cfg = make_config("ae", overrides=dict(CONFIGS["ae"], num_workers="2", holdout_share="0"))
+    cfg = make_config("ae", overrides=dict(CONFIGS["ae"], num_workers="2"))
     with pytest.raises(InputFileError) as err:  # raised in a DataLoader worker, message kept
         train(cfg, [*paths, bad], tmp_path / "run")
     assert "broken.png" in str(err.value) and "Traceback" not in str(err.value)
