@@ -1,0 +1,315 @@
+"""Shared helpers of the benchmarks: machine description, memory peaks, timing, isolation, output.
+
+Measurements on a shared machine are noisy, so every timing is repeated and reported as a
+median, and every figure carries the 1-minute load average and the share of the wall time our
+process actually got on the CPU (`cpu_share`: CPU seconds / (wall seconds · threads); well
+below 1 means other processes took the cores).
+
+Peak memory on CPU is the process's peak resident set (VmHWM). Linux lets a process reset its
+own peak (`/proc/self/clear_refs` ← "5"), so one subprocess can report the peak of each phase;
+each preset / size still runs in a fresh subprocess so that peaks never mix (`run_isolated`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"  # git-ignored default folder of JSON results
+DATA_CACHE_ENV = "PREFILTER_QA_BENCH_DATA"  # where generated benchmark images are kept
+
+
+def data_cache() -> Path:
+    """Folder of generated images reused between benchmark runs (generation is not timed)."""
+    return Path(os.environ.get(DATA_CACHE_ENV) or Path(tempfile.gettempdir()) / "prefilter-qa-bench")
+
+
+# ---------------------------------------------------------------- machine and load
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def load1() -> float:
+    """1-minute load average (runnable processes; 2 = both cores busy on this machine)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "ram_gb": _ram_gb(), "python": platform.python_version(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "load1_start": load1(),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# ---------------------------------------------------------------- memory
+
+def _status_kb(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set of this process, MB."""
+    kb = _status_kb("VmRSS")
+    return round((kb or 0) / 1024, 1)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set since the process started or the last `reset_peak_rss`, MB."""
+    kb = _status_kb("VmHWM")
+    if kb is None:  # not Linux: lifetime peak only
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024, 1)
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak at the current RSS (Linux); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """Current resident set split into anonymous (heap, tensors) and file-backed (libraries,
+    memory-mapped files such as DFR's feature cache) pages, MB."""
+    return {k: round((_status_kb(k) or 0) / 1024, 1) for k in ("RssAnon", "RssFile", "RssShmem")}
+
+
+class _PartsSampler:
+    """Background thread sampling `rss_parts_mb` to find the peak of anonymous memory."""
+
+    def __init__(self, every_s: float = 0.05) -> None:
+        import threading
+
+        self.every_s, self.peak = every_s, {"RssAnon": 0.0, "RssFile": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            parts = rss_parts_mb()
+            for k in self.peak:
+                self.peak[k] = max(self.peak[k], parts[k])
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"anon_peak_mb": self.peak["RssAnon"], "file_peak_mb": self.peak["RssFile"]}
+
+
+class MemoryProbe:
+    """Peak memory of a phase: process RSS on CPU, `max_memory_allocated` on CUDA (MB).
+
+    On CPU a sampler thread also tracks the peak of anonymous and file-backed RSS separately
+    (sampled every 50 ms, so a very short spike can be missed; VmHWM cannot).
+    """
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self._sampler: _PartsSampler | None = None
+
+    def start(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated() / 2**20
+        else:
+            reset_peak_rss()
+            self.base = rss_mb()
+            self.base_anon = rss_parts_mb()["RssAnon"]
+            self._sampler = _PartsSampler()
+
+    def peak(self) -> dict[str, float]:
+        """{"peak_mb": absolute peak, "delta_mb": peak above the level at start()}."""
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = peak_rss_mb()
+        out = {"peak_mb": round(peak, 1), "delta_mb": round(peak - self.base, 1)}
+        if self._sampler is not None:
+            parts = self._sampler.stop()
+            self._sampler = None
+            out.update(parts, anon_delta_mb=round(parts["anon_peak_mb"] - self.base_anon, 1))
+        return out
+
+
+# ---------------------------------------------------------------- timing
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+class CpuClock:
+    """Wall and process CPU time of a stretch of work, and the CPU share it got."""
+
+    def __enter__(self) -> CpuClock:
+        self.w0, self.c0, self.l0 = time.perf_counter(), time.process_time(), load1()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+        self.load = max(self.l0, load1())
+
+    def share(self, threads: int) -> float:
+        return round(self.cpu / max(self.wall * max(threads, 1), 1e-9), 2)
+
+
+def repeat(fn: Callable[[], object], n: int, device: str = "cpu", warmup: int = 1) -> list[float]:
+    """Wall seconds of `n` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+# ---------------------------------------------------------------- isolation
+
+INLINE = {"on": False}  # set by --inline: call measurements in this process (smoke tests only)
+
+
+def run_isolated(func: str, kwargs: dict[str, Any], threads: int | None = None,
+                 timeout: float = 3600) -> dict[str, Any]:
+    """Call `bench.<module>:<function>(**kwargs)` in a fresh Python and return its dict.
+
+    Fresh process: its peak RSS is its own (no earlier preset's allocations), torch starts cold.
+    With INLINE on, the function runs in this process instead (fast; memory peaks then mix).
+    """
+    if INLINE["on"]:
+        import importlib
+        import traceback
+
+        module, _, name = func.partition(":")
+        try:
+            set_threads()
+            return json.loads(json.dumps(getattr(importlib.import_module(module), name)(**kwargs), default=str))
+        except Exception:  # noqa: BLE001 - same contract as a failed subprocess
+            return {"error": f"{func} failed: {traceback.format_exc()[-1500:]}"}
+    env = dict(os.environ)
+    if threads:
+        env["PREFILTER_QA_BENCH_THREADS"] = str(threads)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = Path(fh.name)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench._child", func, json.dumps(kwargs), str(out)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            return {"error": f"{func} exited {proc.returncode}: {tail}"}
+        return json.loads(out.read_text())
+    except subprocess.TimeoutExpired:
+        return {"error": f"{func} timed out after {timeout:.0f} s"}
+    finally:
+        out.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- output
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        a = abs(v)
+        return f"{v:.3g}" if a < 10 else f"{v:.1f}" if a < 1000 else f"{v:.0f}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    """Plain-text table; `cols` = [(key, header)]. Also valid Markdown."""
+    head = [h for _, h in cols]
+    cells = [[fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(c) for c in cells])
+
+
+def write_json(path: Path | None, obj: dict[str, Any], default_name: str) -> Path:
+    path = Path(path) if path else RESULTS / default_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def set_threads() -> int:
+    """torch intra-op threads for a benchmark process: $PREFILTER_QA_BENCH_THREADS or all cores."""
+    import torch
+
+    n = int(os.environ.get("PREFILTER_QA_BENCH_THREADS") or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
