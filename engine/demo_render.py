@@ -2,9 +2,9 @@
 
 A part is a glossy dark-grey moulded grid: a raised frame, ribs between rectangular cells, cell
 floors below. Geometry is an analytic height field in part coordinates, sampled through a small
-random pose (shift, rotation, scale), then shaded in camera space (key light, ambient occlusion,
-softbox reflections that move with the surface normal, uneven illumination, vignetting), so that
-nuisance variation is global and realistic while defects are local.
+random pose (shift, rotation, scale), then shaded in camera space (key light, cast shadows,
+ambient occlusion, softbox reflections that move with the surface normal, uneven illumination,
+vignetting), so that nuisance variation is global and realistic while defects are local.
 
 A defective image is the clean render plus one defect, drawn from the same scene: the mask is
 exactly the set of pixels the defect changed by more than `MASK_TOL` (before noise; both images
@@ -23,11 +23,11 @@ DEFECT_TYPES: tuple[str, ...] = ("scratch", "burn", "missing")
 MASK_TOL = 6.0 / 255.0  # a pixel belongs to the mask when the defect moved a channel by more
 MIN_AREA, MAX_AREA = 0.0005, 0.02  # allowed defect area, share of the image (0.05–2 %)
 
-_VIEW = 1.06  # half-width of the camera view in part units (the part's edge is at 1.0)
+_VIEW = 1.2  # half-width of the camera view in part units: the part (edge at 1.0) never leaves it
 _GRID = 0.86  # half-width of the ribbed grid inside the frame
-_CELLS = 7  # cells per side
+_CELLS = 6  # cells per side
 _PITCH = 2 * _GRID / _CELLS
-_RIB_W = 0.022  # rib half-width (part units)
+_RIB_W = 0.028  # rib half-width (part units)
 _EDGE = 0.014  # half-width of the rounded flank
 
 
@@ -94,27 +94,22 @@ def _draw_scene(rng: np.random.Generator, size: int) -> _Scene:
     albedo = grey * np.array([1.0, 1.0, rng.uniform(1.0, 1.08)], np.float32)
     grain = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 0.6 * s + 0.3)
     texture = 1.0 + 0.05 * grain + 0.05 * _smooth_noise(rng, size, 6)
-    az = rng.uniform(0.0, 2 * np.pi) if rng.random() < 0.2 else rng.normal(-2.2, 0.35)
+    az = rng.normal(-2.2, 0.3)  # key light from the upper left
     el = np.deg2rad(rng.uniform(35.0, 60.0))
     light = np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)], np.float32)
     xn, yn = (xs - c) / c, (ys - c) / c  # camera-centred, [-1, 1]
-    gx, gy, gr = (float(g) for g in rng.normal(0.0, 0.18, 3))
+    gx, gy, gr = (float(g) for g in rng.normal(0.0, 0.12, 3))
     vignette = 1.0 - (0.25 + 0.1 * gr) * (xn**2 + yn**2) / 2
     illum = (1.0 + gx * xn + gy * yn + 0.1 * _smooth_noise(rng, size, 3)) * vignette
-    boxes = []
-    for i in range(int(rng.integers(1, 4))):  # a main softbox (fixed-ish) plus 0–2 stray reflections
-        if i == 0:
-            cx, cy = rng.normal(-0.25, 0.12), rng.normal(-0.3, 0.12)
-            ang, sx = rng.normal(0.6, 0.15), rng.uniform(0.5, 0.8)
-            sy, k = rng.uniform(0.07, 0.14), rng.uniform(0.5, 0.9)
-        else:
-            cx, cy = rng.uniform(-0.9, 0.9, 2)
-            ang, sx = rng.uniform(0, np.pi), rng.uniform(0.1, 0.4)
-            sy, k = rng.uniform(0.04, 0.1), rng.uniform(0.15, 0.4)
-        boxes.append((float(cx), float(cy), float(ang), float(sx), float(sy), float(k)))
+    # the station's two softboxes, reflected in the gloss; they move and change a little per part
+    boxes = ((rng.normal(-0.25, 0.07), rng.normal(-0.3, 0.07), rng.normal(0.6, 0.1),
+              rng.uniform(0.5, 0.8), rng.uniform(0.07, 0.14), rng.uniform(0.5, 0.9)),
+             (rng.normal(0.45, 0.07), rng.normal(0.55, 0.07), rng.normal(-0.5, 0.1),
+              rng.uniform(0.2, 0.4), rng.uniform(0.05, 0.09), rng.uniform(0.15, 0.35)))
+    boxes = tuple(tuple(float(x) for x in box) for box in boxes)
     noise_sigma = float(rng.uniform(1.5, 3.0)) / 255.0
     return _Scene(u, v, px, albedo, texture.astype(np.float32), light, illum.astype(np.float32),
-                  tuple(boxes), noise_sigma)
+                  boxes, noise_sigma)
 
 
 def _rib(d: np.ndarray) -> np.ndarray:
@@ -124,14 +119,21 @@ def _rib(d: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Missing:
-    """Missing geometry: a rib span that did not fill, or a cell whose opening is filled flat."""
+    """Missing geometry (part units): a rib span that did not fill, leaving a ragged low stub, or
+    a cell opening partly closed by flash with a ragged front."""
 
-    vertical: bool  # rib: vertical (along v) or horizontal
-    line: int  # rib: which interior rib line (1.._CELLS-1); cell: column
-    a: float  # rib: removed span along the rib, part units
+    flash: bool  # True: flash in cell (line, row); False: rib span on interior rib `line`
+    vertical: bool  # rib: the line runs along v; flash: enters from a side parallel to v
+    line: int  # rib line (1.._CELLS-1) or cell column
+    row: int  # cell row (flash only)
+    a: float  # rib: removed span along the rib; flash: a = covered depth (0..1), b = sign of side
     b: float
-    cell_row: int = -1  # >= 0: fill cell (line, cell_row) instead of removing a rib span
-    level: float = 0.0  # height of the filled cell (1 = rib top)
+    knots: tuple[float, ...]  # raggedness along the span: stub height (rib) or front wobble (flash)
+
+
+def _ragged(knots: tuple[float, ...], t: np.ndarray) -> np.ndarray:
+    """Piecewise-linear random profile over t in [0, 1]."""
+    return np.interp(t, np.linspace(0.0, 1.0, len(knots)), np.asarray(knots)).astype(np.float32)
 
 
 def _height(scene: _Scene, missing: _Missing | None) -> tuple[np.ndarray, np.ndarray]:
@@ -140,20 +142,26 @@ def _height(scene: _Scene, missing: _Missing | None) -> tuple[np.ndarray, np.nda
     ku, kv = np.round((u + _GRID) / _PITCH), np.round((v + _GRID) / _PITCH)
     rib_u = _rib(np.abs(u + _GRID - ku * _PITCH))  # ribs along v (vertical lines)
     rib_v = _rib(np.abs(v + _GRID - kv * _PITCH))
-    if missing is not None:
+    if missing is not None and not missing.flash:
         along, k, rib = (v, ku, rib_u) if missing.vertical else (u, kv, rib_v)
         gap = (_smoothstep(missing.a - _EDGE, missing.a + _EDGE, along)
                * _smoothstep(missing.b + _EDGE, missing.b - _EDGE, along))
-        if missing.cell_row < 0:
-            rib *= 1.0 - gap * (k == missing.line)
+        stub = _ragged(missing.knots, np.clip((along - missing.a) / (missing.b - missing.a), 0, 1))
+        rib *= 1.0 - gap * (1.0 - stub) * (k == missing.line)
     box = np.maximum(np.abs(u), np.abs(v))
     frame = _smoothstep(_GRID, _GRID + 2 * _EDGE, box)
     silhouette = _smoothstep(1.0 + _EDGE, 1.0 - _EDGE, box)
     h = np.maximum(np.maximum(rib_u, rib_v), frame)
-    if missing is not None and missing.cell_row >= 0:
-        u0, v0 = -_GRID + (missing.line + 0.5) * _PITCH, -_GRID + (missing.cell_row + 0.5) * _PITCH
-        inner = np.maximum(np.abs(u - u0), np.abs(v - v0))
-        h = np.maximum(h, missing.level * _smoothstep(_PITCH / 2, _PITCH / 2 - 2 * _EDGE, inner))
+    if missing is not None and missing.flash:
+        u0, v0 = -_GRID + missing.line * _PITCH, -_GRID + missing.row * _PITCH  # cell corner
+        cu, cv = (u - u0) / _PITCH, (v - v0) / _PITCH  # 0..1 inside the cell
+        depth, along = (cu, cv) if missing.vertical else (cv, cu)
+        depth = depth if missing.b > 0 else 1.0 - depth
+        inside = (np.abs(cu - 0.5) < 0.5) & (np.abs(cv - 0.5) < 0.5)
+        front = missing.a + _ragged(missing.knots, np.clip(along, 0, 1))
+        e = _EDGE / _PITCH
+        sheet = _smoothstep(front + e, front - e, depth) * inside * (0.85 - 0.25 * depth)
+        h = np.maximum(h, sheet)
     h = h * silhouette
     return h.astype(np.float32), silhouette.astype(np.float32)
 
@@ -179,7 +187,8 @@ def _shade(scene: _Scene, h: np.ndarray, silhouette: np.ndarray) -> np.ndarray:
     inv = 1.0 / np.sqrt(gx * gx + gy * gy + 1.0)
     nx, ny, nz = -gx * inv, -gy * inv, inv
     sigma = max(0.03 * scene.px, 1.0)
-    ao = (0.3 + 0.7 * h) * (1.0 - 0.8 * np.clip(cv2.GaussianBlur(h, (0, 0), sigma) - h, 0.0, 1.0))  # deep cells
+    occluded = np.clip(cv2.GaussianBlur(h, (0, 0), sigma) - h, 0.0, 1.0)  # floor next to ribs
+    ao = (0.2 + 0.8 * h) * (1.0 - 0.8 * occluded)  # deep cells are dark
     lx, ly, lz = scene.light
     lit = 1.0 - 0.75 * _shadow(h * depth, scene.light)
     diffuse = 0.3 + 2.4 * np.clip(nx * lx + ny * ly + nz * lz, 0.0, None) * lit
@@ -195,7 +204,7 @@ def _shade(scene: _Scene, h: np.ndarray, silhouette: np.ndarray) -> np.ndarray:
         a, b = (rx - cx) * ca + (ry - cy) * sa, -(rx - cx) * sa + (ry - cy) * ca
         spec += k * np.exp(-0.5 * ((a / sx) ** 4 + (b / sy) ** 2))
     lin = (scene.albedo[None, None, :] * (diffuse * ao * scene.texture)[..., None]
-           + ((0.5 * spec + 0.012 * h) * gloss * scene.texture)[..., None])  # + sheen on rib tops
+           + ((0.5 * spec + 0.02 * h) * gloss * scene.texture)[..., None])  # + sheen on rib tops
     lin *= scene.illum[..., None]
     background = 0.004 * scene.illum
     lin = lin * silhouette[..., None] + (background * (1.0 - silhouette))[..., None]
@@ -215,7 +224,7 @@ def _stroke(size: int, pts: np.ndarray, width: float, level: np.ndarray) -> np.n
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
-def _scratch(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def _scratch(rng: np.random.Generator, img: np.ndarray, on_part: np.ndarray) -> np.ndarray:
     """A thin curved line, whitish (scattering) or dark, uneven along its length, fading at its ends."""
     size = img.shape[0]
     s = max(size / 256.0, 0.5)
@@ -234,10 +243,11 @@ def _scratch(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         colour = np.full(3, rng.uniform(0.65, 0.85), np.float32)
     else:
         colour = np.full(3, rng.uniform(0.0, 0.04), np.float32)
+    alpha = alpha * on_part  # only the part is scratched, not the table
     return img * (1 - alpha[..., None]) + alpha[..., None] * colour
 
 
-def _burn(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def _burn(rng: np.random.Generator, img: np.ndarray, on_part: np.ndarray) -> np.ndarray:
     """An irregular brownish-dark blotch with a soft edge and a charred, matte core."""
     size = img.shape[0]
     r = rng.uniform(0.025, 0.06) * size
@@ -255,22 +265,27 @@ def _burn(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     char = np.array([0.10, 0.07, 0.05], np.float32)
     target = brown * (1 - core[..., None]) + char * core[..., None]
     target = target * (0.85 + 0.3 * img.mean(axis=2, keepdims=True))  # keeps a little shading
+    alpha = alpha * on_part
     return img * (1 - alpha[..., None]) + alpha[..., None] * target
 
 
 def _draw_missing(rng: np.random.Generator) -> _Missing:
-    """A cell opening filled flat (flash), or most of a rib span absent (short shot), maybe two."""
-    line = int(rng.integers(1, _CELLS))
+    """Flash closing part of a cell, or most of one or two rib spans absent (short shot)."""
     if rng.random() < 0.4:
-        return _Missing(False, int(rng.integers(0, _CELLS)), 0.0, 0.0, int(rng.integers(0, _CELLS)),
-                        float(rng.uniform(0.75, 1.0)))
+        knots = tuple(float(x) for x in rng.normal(0.0, 0.08, 7))
+        vertical = bool(rng.random() < 0.5)
+        col, row = int(rng.integers(0, _CELLS)), int(rng.integers(0, _CELLS))
+        return _Missing(True, vertical, col, row, float(rng.uniform(0.55, 0.95)),
+                        float(rng.choice([-1.0, 1.0])), knots)
+    line = int(rng.integers(1, _CELLS))
     cells = 2 if rng.random() < 0.4 else 1
     cell = int(rng.integers(0, _CELLS - cells + 1))
     lo = -_GRID + cell * _PITCH + _RIB_W
     span = cells * _PITCH - 2 * _RIB_W
-    frac = rng.uniform(0.75, 1.0)
+    frac = rng.uniform(0.85, 1.0)
     a = lo + rng.uniform(0.0, 1.0 - frac) * span
-    return _Missing(bool(rng.random() < 0.5), line, float(a), float(a + frac * span))
+    knots = tuple(float(x) for x in np.clip(rng.normal(0.1, 0.12, 9), 0.0, 0.4))
+    return _Missing(False, bool(rng.random() < 0.5), line, 0, float(a), float(a + frac * span), knots)
 
 
 def render_part(rng: np.random.Generator, size: int, defect: str | None = None) -> RenderedPart:
@@ -286,9 +301,9 @@ def render_part(rng: np.random.Generator, size: int, defect: str | None = None) 
     if defect is not None:
         for _ in range(50):
             if defect == "scratch":
-                defective = _scratch(rng, clean)
+                defective = _scratch(rng, clean, sil)
             elif defect == "burn":
-                defective = _burn(rng, clean)
+                defective = _burn(rng, clean, sil)
             else:
                 defective = _shade(scene, *_height(scene, _draw_missing(rng)))
             defective = np.clip(defective, 0.0, 1.0).astype(np.float32)
