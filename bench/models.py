@@ -115,8 +115,14 @@ def measure_training(cfg: AEConfig | DFRConfig, paths: list[Path], run_dir: Path
 
 def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
                        reps: int, amp: bool = False) -> dict[str, float]:
-    """Images/s of model(x[:batch]) under inference_mode (median of `reps` timed calls)."""
-    xb = x[:batch].to(device)
+    """Images/s of model(x[:batch]) under inference_mode (median of `reps` timed calls).
+
+    The input goes through `engine.evaluate.model_input` (the layout the evaluation feeds), so
+    with a model from `engine.evaluate.prepare_model` this is exactly the evaluation's forward.
+    """
+    from engine.evaluate import model_input
+
+    xb = model_input(x[:batch], torch.device(device))
     autocast = torch.autocast("cuda", enabled=amp and device.startswith("cuda"))
 
     def call() -> None:
@@ -134,7 +140,9 @@ def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, devi
 def forward_peak(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
                  amp: bool = False) -> dict[str, float]:
     """Peak memory of one forward at `batch` (above the level before it, and absolute)."""
-    xb = x[:batch].to(device)
+    from engine.evaluate import model_input
+
+    xb = model_input(x[:batch], torch.device(device))
     sync(device)
     probe = MemoryProbe(device)
     probe.start()

@@ -10,7 +10,8 @@ on CPU, `max_memory_allocated` on CUDA) of training and of inference, and the en
 evaluation (`engine.evaluate.evaluate_run`: decode PNG/JPEG from disk -> preprocess -> model ->
 float16 heatmaps written -> pixel + image metrics) against the bare forward at the same batch
 size (the preset's), as a ratio. Channels-last (and with --compile, torch.compile) forward at
-the best batch size are measured beside eager, to show which lever pays.
+the best batch size are measured beside the plain NCHW layout, to show which lever pays
+(the evaluation runs channels-last: `engine.evaluate.prepare_model`; the bare forward is that).
 
 DFR aggregation: ours (pool/resize each stage straight to the map) against the thesis recipe
 (upsample every stage to the input size, then average-pool) on the same images at 512² input:
@@ -74,8 +75,11 @@ def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool =
     from bench.variants import variant_rows
     from engine.checkpoint import load_model
 
+    from engine.evaluate import prepare_model
+
     base_mb = rss_mb()
     model, cfg = load_model(Path(checkpoint), device=device)
+    model = prepare_model(model)  # the evaluation's model: the bare forward is its forward
     size = cfg.input_size
     plan = _plan(size, quick, cfg.batch_size)
     root = demo_set(size, plan["n_train"], plan["n_eval"] // 2, plan["n_eval"] - plan["n_eval"] // 2)
@@ -175,7 +179,7 @@ def variant_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 VARIANT_COLS = [("preset", "preset"), ("variant", "forward variant"), ("batch", "bs"),
-                ("img_per_s", "img/s"), ("vs_eager", "vs eager"), ("setup_s", "setup s"), ("note", "note")]
+                ("img_per_s", "img/s"), ("vs_eager", "vs nchw"), ("setup_s", "setup s"), ("note", "note")]
 AGG_COLS = [("preset", "preset"), ("backbone", "backbone"), ("size", "input"), ("map_size", "map"),
             ("batch", "bs"), ("ours_s", "ours s/batch"), ("thesis_s", "thesis s/batch"),
             ("speedup", "thesis/ours time"), ("ours_mb", "ours peak +MB"), ("thesis_mb", "thesis peak +MB"),

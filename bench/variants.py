@@ -1,6 +1,6 @@
-"""Forward variants beside eager at one batch size: channels-last, torch.compile, AMP on CUDA.
+"""Forward variants beside plain NCHW at one batch size: channels-last, torch.compile, AMP on CUDA.
 
-Interleaved (eager, variant, eager, variant, ...) so that a change in the machine's load hits
+Interleaved (nchw, variant, nchw, variant, ...) so that a change in the machine's load hits
 all variants alike. `setup_s` is the first call (for torch.compile: the compilation).
 """
 
@@ -25,10 +25,12 @@ def _timed(fn: Callable[[], object], device: str) -> float:
 
 def variant_rows(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str, reps: int, amp: bool,
                  compile: bool) -> list[dict[str, Any]]:
-    xb = x[:batch].to(device)
+    """`model` is the evaluation's (channels-last, `engine.evaluate.prepare_model`); "nchw" is the
+    plain contiguous layout of before, for comparison; `vs_eager` is relative to "nchw"."""
     cl = torch.channels_last
-    m_cl = copy.deepcopy(model).to(memory_format=cl)
-    x_cl = xb.contiguous(memory_format=cl)
+    xb = x[:batch].to(device).contiguous()
+    m_nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    m_cl, x_cl = model, xb.contiguous(memory_format=cl)
     cuda = device.startswith("cuda")
 
     def run(m: torch.nn.Module, inp: torch.Tensor, use_amp: bool) -> Callable[[], object]:
@@ -37,13 +39,13 @@ def variant_rows(model: torch.nn.Module, x: torch.Tensor, batch: int, device: st
                 return m(inp)
         return call
 
-    variants: dict[str, Callable[[], object]] = {"eager": run(model, xb, amp), "channels_last": run(m_cl, x_cl, amp)}
+    variants: dict[str, Callable[[], object]] = {"nchw": run(m_nchw, xb, amp),
+                                                  "channels_last": run(m_cl, x_cl, amp)}
     notes: dict[str, str] = {}
     if cuda:
-        variants["eager_fp32" if amp else "eager_amp"] = run(model, xb, not amp)
+        variants["channels_last_fp32" if amp else "channels_last_amp"] = run(m_cl, x_cl, not amp)
     if compile:
         try:
-            variants["compile"] = run(torch.compile(copy.deepcopy(model)), xb, amp)
             variants["compile_channels_last"] = run(torch.compile(copy.deepcopy(m_cl)), x_cl, amp)
         except Exception as exc:  # noqa: BLE001 - report, don't fail the benchmark
             notes["compile"] = f"{type(exc).__name__}: {exc}"[:120]
@@ -58,7 +60,7 @@ def variant_rows(model: torch.nn.Module, x: torch.Tensor, batch: int, device: st
     for _ in range(reps):
         for name, fn in variants.items():
             times[name].append(_timed(fn, device))
-    eager = median(times["eager"])
+    eager = median(times["nchw"])
     rows = [{"variant": k, "batch": batch, "img_per_s": batch / median(v), "vs_eager": eager / median(v),
              "setup_s": setup[k], "note": notes.get(k, "")} for k, v in times.items()]
     rows += [{"variant": k, "batch": batch, "note": v} for k, v in notes.items() if k not in times]

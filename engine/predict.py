@@ -50,6 +50,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
 
     from engine.checkpoint import load_model
     from engine.eval_data import make_eval_loader
+    from engine.evaluate import model_input, prepare_model
 
     verdicts([], image_threshold, review_band)  # a bad band fails before any work
     paths = [Path(p) for p in paths]
@@ -59,7 +60,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
     if not paths:
         return results
     model, config = load_model(Path(checkpoint), device=device)
-    model.eval()
+    model = prepare_model(model)
     if num_workers is not None:
         config = dataclasses.replace(config, num_workers=int(num_workers))
     dev = next(model.parameters()).device
@@ -78,7 +79,8 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
                         results[idx[j]].error = e
                 if not good:
                     continue
-                x = batch["x"][good].to(dev)  # (B', 3, S, S)
+                xs = batch["x"] if len(good) == len(idx) else batch["x"][good]
+                x = model_input(xs, dev)  # (B', 3, S, S)
                 pred = model(x)
                 scores = pred.score.float().cpu().numpy()  # (B',)
                 maps = pred.anomaly_map.float().cpu().numpy()  # (B', S, S)

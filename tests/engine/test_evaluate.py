@@ -59,8 +59,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     cfg = make_config("ae", overrides={"input_size": "64", "epochs": "1", "batch_size": "4",
                                        "num_workers": "0", "holdout_share": "0.25",
                                        "device": "cpu"})
-    res = train(cfg, data["train"], root / "run")
-    data["holdout"] = [Path(p) for p in res.info["holdout_images"]]
+    # train() takes the OK images with the holdout already split off (the job's snapshot does it)
+    from engine.data import split_holdout
+
+    paths, data["holdout"] = split_holdout(data["train"], cfg.holdout_share, cfg.seed)
+    res = train(cfg, paths, root / "run")
     return res.checkpoint, data
 
 
