@@ -1,7 +1,8 @@
 """Decoding for evaluation and prediction: like `engine.data`, but an unreadable file is a
 per-item error instead of an exception that would abort the whole loader.
 
-Each item is a dict; `collate` stacks tensors and keeps strings/originals as lists.
+Each item is a dict; `collate` packs a batch into one uint8 array and keeps strings/originals
+as lists.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from engine.images import read_image, read_mask, resize_image, resize_mask
 
 
 class EvalDataset(Dataset):
-    """Per path: the model input (3, S, S) in [0, 1] or an error, and the resized mask if any."""
+    """Per path: the resized image (S, S, 3) uint8 or an error, and the resized mask if any.
+
+    Items stay numpy uint8: `collate` writes them into one batch array, and the float
+    conversion happens once per batch in `engine.evaluate.model_input` (on the model's device).
+    """
 
     def __init__(self, paths: Sequence[Path], input_size: int, enhanced: bool = False,
                  mask_paths: Sequence[Path | None] | None = None, keep_original: bool = False
@@ -37,9 +42,8 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         s = self.size
-        item = {"i": i, "x": torch.zeros(3, s, s), "err": "", "h": 0, "w": 0,
-                "has_mask": False, "mask": torch.zeros(s, s, dtype=torch.bool),
-                "mask_path": "", "mask_err": ""}
+        item = {"i": i, "img": None, "err": "", "h": 0, "w": 0, "mask": None, "mask_path": "",
+                "mask_err": ""}
         try:
             orig = read_image(self.paths[i])  # (H, W, 3) uint8
         except InputFileError as exc:
@@ -50,18 +54,14 @@ class EvalDataset(Dataset):
             return item
         item["h"], item["w"] = orig.shape[:2]
         img = resize_image(orig, s)  # (S, S, 3) uint8
-        if self.enhanced:
-            img = enhance(img)
-        img = img if img.flags.writeable else img.copy()  # torch wants writable memory
-        item["x"] = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        item["img"] = enhance(img) if self.enhanced else img
         if self.keep_original:
             item["orig"] = orig
         mp = self.mask_paths[i]
         if mp is not None:
             item["mask_path"] = str(mp)
             try:
-                m = resize_mask(read_mask(Path(mp), expected_hw=orig.shape[:2]), s)  # (S, S)
-                item["mask"], item["has_mask"] = torch.from_numpy(m), True
+                item["mask"] = resize_mask(read_mask(Path(mp), expected_hw=orig.shape[:2]), s)  # (S, S)
             except InputFileError as exc:
                 item["mask_err"] = exc.reason
             except Exception as exc:  # noqa: BLE001
@@ -69,30 +69,43 @@ class EvalDataset(Dataset):
         return item
 
 
-def collate(batch: list[dict]) -> dict:
-    """Stack tensors; strings and originals (different sizes) stay lists."""
+def collate(batch: list[dict], size: int) -> dict:
+    """One uint8 array per batch (zeros where an image failed); strings and originals stay lists.
+
+    "x" is (B, 3, S, S) uint8 viewing (B, S, S, 3) memory, i.e. channels-last strides: the
+    layout the models run fastest in (`engine.evaluate.prepare_model`), with no copy.
+    """
+    n = len(batch)
+    imgs = np.zeros((n, size, size, 3), np.uint8)  # (B, S, S, 3)
+    masks = np.zeros((n, size, size), bool)  # (B, S, S)
+    for k, b in enumerate(batch):
+        if b["img"] is not None:
+            imgs[k] = b["img"]
+        if b["mask"] is not None:
+            masks[k] = b["mask"]
     out = {
         "i": torch.tensor([b["i"] for b in batch]),
-        "x": torch.stack([b["x"] for b in batch]),  # (B, 3, S, S)
+        "x": torch.from_numpy(imgs).permute(0, 3, 1, 2),  # (B, 3, S, S) uint8
         "h": torch.tensor([b["h"] for b in batch]),
         "w": torch.tensor([b["w"] for b in batch]),
-        "has_mask": torch.tensor([b["has_mask"] for b in batch]),
-        "mask": torch.stack([b["mask"] for b in batch]),  # (B, S, S) bool
+        "has_mask": torch.tensor([b["mask"] is not None for b in batch]),
+        "mask": torch.from_numpy(masks),  # (B, S, S) bool
     }
     for k in ("err", "mask_path", "mask_err"):
         out[k] = [b[k] for b in batch]
-    if "orig" in batch[0]:
+    if any("orig" in b for b in batch):
         out["orig"] = [b.get("orig") for b in batch]
     return out
 
 
 class ThreadedLoader:
-    """In-order batches decoded by a thread pool, `prefetch` batches ahead of the model.
+    """In-order batches, each decoded and assembled by one thread of a pool, `prefetch` ahead.
 
-    Threads, not DataLoader processes: Pillow, cv2 and torch release the GIL while decoding,
+    Threads, not DataLoader processes: Pillow, cv2 and numpy release the GIL while decoding,
     workers start instantly (no torch import per process), and there is no fork at all (a
     forked worker that calls cv2.setNumThreads after the parent used OpenCV's thread pool
-    deadlocks; measured here).
+    deadlocks; measured here). A whole batch per task keeps the batch assembly (`collate`) off
+    the thread that runs the model.
     """
 
     def __init__(self, dataset: EvalDataset, batch_size: int, workers: int, prefetch: int = 2
@@ -103,23 +116,26 @@ class ThreadedLoader:
     def __len__(self) -> int:
         return -(-len(self.dataset) // self.batch_size)
 
+    def _batch(self, start: int) -> dict:
+        stop = min(start + self.batch_size, len(self.dataset))
+        return collate([self.dataset[i] for i in range(start, stop)], self.dataset.size)
+
     def __iter__(self) -> Iterator[dict]:
-        n, bs = len(self.dataset), self.batch_size
-        starts = range(0, n, bs)
+        starts = range(0, len(self.dataset), self.batch_size)
         if self.workers == 0:
             for s in starts:
-                yield collate([self.dataset[i] for i in range(s, min(s + bs, n))])
+                yield self._batch(s)
             return
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
-        queued: deque[list[Future]] = deque()
+        queued: deque[Future] = deque()
+        ahead = max(self.prefetch, self.workers)  # keep every thread busy
         try:
             for s in starts:
-                queued.append([pool.submit(self.dataset.__getitem__, i)
-                               for i in range(s, min(s + bs, n))])
-                if len(queued) > self.prefetch:
-                    yield collate([f.result() for f in queued.popleft()])
+                queued.append(pool.submit(self._batch, s))
+                if len(queued) > ahead:
+                    yield queued.popleft().result()
             while queued:
-                yield collate([f.result() for f in queued.popleft()])
+                yield queued.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
