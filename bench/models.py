@@ -117,10 +117,10 @@ def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, devi
                        reps: int, amp: bool = False) -> dict[str, float]:
     """Images/s of model(x[:batch]) under inference_mode (median of `reps` timed calls).
 
-    The input goes through `engine.evaluate.model_input` (the layout the evaluation feeds), so
-    with a model from `engine.evaluate.prepare_model` this is exactly the evaluation's forward.
+    The input goes through `engine.eval_data.model_input` (the layout the evaluation feeds), so
+    with a model from `engine.eval_data.prepare_model` this is exactly the evaluation's forward.
     """
-    from engine.evaluate import model_input
+    from engine.eval_data import model_input
 
     xb = model_input(x[:batch], torch.device(device))
     autocast = torch.autocast("cuda", enabled=amp and device.startswith("cuda"))
@@ -140,7 +140,7 @@ def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, devi
 def forward_peak(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
                  amp: bool = False) -> dict[str, float]:
     """Peak memory of one forward at `batch` (above the level before it, and absolute)."""
-    from engine.evaluate import model_input
+    from engine.eval_data import model_input
 
     xb = model_input(x[:batch], torch.device(device))
     sync(device)

@@ -11,7 +11,7 @@ evaluation (`engine.evaluate.evaluate_run`: decode PNG/JPEG from disk -> preproc
 float16 heatmaps written -> pixel + image metrics) against the bare forward at the same batch
 size (the preset's), as a ratio. Channels-last (and with --compile, torch.compile) forward at
 the best batch size are measured beside the plain NCHW layout, to show which lever pays
-(the evaluation runs channels-last: `engine.evaluate.prepare_model`; the bare forward is that).
+(the evaluation runs channels-last: `engine.eval_data.prepare_model`; the bare forward is that).
 
 DFR aggregation: ours (pool/resize each stage straight to the map) against the thesis recipe
 (upsample every stage to the input size, then average-pool) on the same images at 512² input:
@@ -75,7 +75,7 @@ def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool =
     from bench.variants import variant_rows
     from engine.checkpoint import load_model
 
-    from engine.evaluate import prepare_model
+    from engine.eval_data import prepare_model
 
     base_mb = rss_mb()
     model, cfg = load_model(Path(checkpoint), device=device)

@@ -7,6 +7,7 @@ as lists.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ class EvalDataset(Dataset):
     """Per path: the resized image (S, S, 3) uint8 or an error, and the resized mask if any.
 
     Items stay numpy uint8: `collate` writes them into one batch array, and the float
-    conversion happens once per batch in `engine.evaluate.model_input` (on the model's device).
+    conversion happens once per batch in `model_input` (on the model's device).
     """
 
     def __init__(self, paths: Sequence[Path], input_size: int, enhanced: bool = False,
@@ -73,7 +74,7 @@ def collate(batch: list[dict], size: int) -> dict:
     """One uint8 array per batch (zeros where an image failed); strings and originals stay lists.
 
     "x" is (B, 3, S, S) uint8 viewing (B, S, S, 3) memory, i.e. channels-last strides: the
-    layout the models run fastest in (`engine.evaluate.prepare_model`), with no copy.
+    layout the models run fastest in (`prepare_model`), with no copy.
     """
     n = len(batch)
     imgs = np.zeros((n, size, size, 3), np.uint8)  # (B, S, S, 3)
@@ -138,6 +139,43 @@ class ThreadedLoader:
                 yield queued.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepare_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode with channels-last (NHWC) conv weights, the layout oneDNN / cuDNN run fastest.
+
+    Measured on the 2-core CPU (bench.speed, forward variants): AE 1.2-2x, DFR 1.3-2x over
+    contiguous NCHW; results equal up to float rounding.
+    """
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+COMPILE_ENV = "PREFILTER_QA_COMPILE"  # "1": torch.compile the model for evaluation / prediction
+
+
+def maybe_compile(model: torch.nn.Module, compile: bool | None) -> torch.nn.Module:
+    """`torch.compile(model)` when asked (or $PREFILTER_QA_COMPILE=1), else the model itself.
+
+    Off by default: on the 2-core CPU compiling costs ~45 s (AE) to ~100 s (DFR) under load
+    for a 1.1x (AE) to 1.8x (DFR) faster forward, so it pays only for evaluations of thousands
+    of images (BENCHMARKS.md). Call it after `set_roi`: a later ROI change recompiles.
+    """
+    if compile is None:
+        compile = os.environ.get(COMPILE_ENV, "") == "1"
+    if not compile:
+        return model
+    return torch.compile(model)
+
+
+def model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(B, 3, S, S) batch -> float in [0, 1] on `device`, channels-last (what `prepare_model` wants).
+
+    A uint8 batch (from `collate`) is copied to the device as bytes (4x less to move)
+    and converted there, in one pass, by the same rule as training (`/ 255`).
+    """
+    if x.dtype == torch.uint8:
+        x = x.to(device, non_blocking=True).float().div_(255.0)  # keeps the NHWC strides
+    return x.to(device, non_blocking=True, memory_format=torch.channels_last)
 
 
 def make_eval_loader(paths: Sequence[Path], config: object, batch_size: int,

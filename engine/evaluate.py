@@ -2,7 +2,7 @@
 
 Pipeline (issue #5): decoding threads read + resize (+ masks) in parallel with the model;
 batched inference under `torch.inference_mode()` with channels-last weights and inputs
-(`prepare_model` / `model_input`: 1.3-2x faster convolutions on CPU, see BENCHMARKS.md);
+(`engine.eval_data.prepare_model` / `model_input`: 1.3-2x faster on CPU, see BENCHMARKS.md);
 heatmaps written as float16 by a small thread pool; pixel metrics in a second pass over the
 stored maps (binned, `engine.pixel_metrics`), so no evaluation holds all maps in RAM (masks are
 kept bit-packed until then).
@@ -62,30 +62,6 @@ class EvalResult:
     failed: list[tuple[str, str]]  # (path, reason): unreadable images, unusable masks
 
 
-def prepare_model(model: "torch.nn.Module") -> "torch.nn.Module":  # noqa: F821
-    """Eval mode with channels-last (NHWC) conv weights, the layout oneDNN / cuDNN run fastest.
-
-    Measured on the 2-core CPU (bench.speed, forward variants): AE 1.2-2x, DFR 1.3-2x over
-    contiguous NCHW; results equal up to float rounding.
-    """
-    import torch
-
-    return model.eval().to(memory_format=torch.channels_last)
-
-
-def model_input(x: "torch.Tensor", device: "torch.device") -> "torch.Tensor":  # noqa: F821
-    """(B, 3, S, S) batch -> float in [0, 1] on `device`, channels-last (what `prepare_model` wants).
-
-    A uint8 batch (from `engine.eval_data`) is copied to the device as bytes (4x less to move)
-    and converted there, in one pass, by the same rule as training (`/ 255`).
-    """
-    import torch
-
-    if x.dtype == torch.uint8:
-        x = x.to(device, non_blocking=True).float().div_(255.0)  # keeps the NHWC strides
-    return x.to(device, non_blocking=True, memory_format=torch.channels_last)
-
-
 class _Scanned:
     """Per-stream results of the inference pass."""
 
@@ -100,6 +76,8 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
                 paths: Sequence[Path], tick: Callable[[int], None]) -> None:
     """Inference over one loader; maps go to `on_map` (e.g. the writer) and the range scanner."""
     import torch
+
+    from engine.eval_data import model_input
 
     autocast = torch.autocast("cuda", enabled=amp and device.type == "cuda")
     with torch.inference_mode(), autocast:
@@ -136,17 +114,19 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
 def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
                  holdout: Sequence[Path] = (), roi: np.ndarray | None = None,
                  progress: Progress = None, device: str = "auto",
-                 batch_size: int | None = None, num_workers: int | None = None) -> EvalResult:
+                 batch_size: int | None = None, num_workers: int | None = None,
+                 compile: bool | None = None) -> EvalResult:
     """Score test items and holdout OK images, write heatmaps/scores.csv/metrics.json atomically.
 
     `roi` (bool, any size; resized nearest to the input) overrides the checkpoint's ROI;
     None keeps the checkpoint's. Unreadable images land in `failed`, the rest are evaluated.
     `num_workers` overrides config.num_workers (decoding threads; the caller knows its cores).
+    `compile`: torch.compile the model (None: $PREFILTER_QA_COMPILE, off by default).
     """
     import torch
 
     from engine.checkpoint import load_model
-    from engine.eval_data import make_eval_loader
+    from engine.eval_data import make_eval_loader, maybe_compile, model_input, prepare_model
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -162,6 +142,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
         model.set_roi(torch.from_numpy(roi))
     elif getattr(model, "roi", None) is not None:
         roi = model.roi.cpu().numpy().astype(bool)
+    runner = maybe_compile(model, compile)
     bs = int(batch_size or config.batch_size)
     amp = bool(getattr(config, "amp", False))
     items = list(items)
@@ -177,7 +158,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     hold = _Scanned(roi)
     if holdout:
         loader = make_eval_loader(list(holdout), config, bs)
-        _run_stream(model, loader, dev, amp, hold, None, failed, list(holdout), tick)
+        _run_stream(runner, loader, dev, amp, hold, None, failed, list(holdout), tick)
 
     test = _Scanned(roi)
     ok_scan = RangeScanner(roi)
@@ -194,7 +175,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     try:
         loader = make_eval_loader([it.path for it in items], config, bs,
                                   [it.mask_path if it.label == "nok" else None for it in items])
-        _run_stream(model, loader, dev, amp, test, on_map, failed,
+        _run_stream(runner, loader, dev, amp, test, on_map, failed,
                     [it.path for it in items], tick)
         for f in pending:
             f.result()  # a failed write (disk full) raises here

@@ -49,8 +49,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
     import torch
 
     from engine.checkpoint import load_model
-    from engine.eval_data import make_eval_loader
-    from engine.evaluate import model_input, prepare_model
+    from engine.eval_data import make_eval_loader, model_input, prepare_model
 
     verdicts([], image_threshold, review_band)  # a bad band fails before any work
     paths = [Path(p) for p in paths]
