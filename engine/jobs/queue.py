@@ -61,22 +61,26 @@ def submit_train(
     return job, run
 
 
-def submit_evaluate(
-    session: Session, *, run_id: int, dataset: str | int | None = None, created_by: str = "system",
-) -> tuple[Job, int]:
-    """A new evaluation record of a trained run on a dataset's current test split."""
+def trained_run(session: Session, run_id: int) -> Run:
+    """The run, if it exists and has a trained model; else a UserError saying which is missing."""
     try:
         run = rq.get_run(session, run_id)
     except NotFoundError:
         raise UserError(f"no run {run_id}; see `prefilter-qa runs`") from None
     if run.status != "succeeded" or not run.checkpoint:
         raise UserError(f"run {run_id} has no trained model (status {run.status})")
-    ds = dq.get_dataset(session, run.dataset_id) if dataset is None else None
-    if ds is None:
-        try:
-            ds = dq.get_dataset(session, dataset)  # type: ignore[arg-type]
-        except NotFoundError:
-            raise UserError(f"no dataset named {dataset!r}") from None
+    return run
+
+
+def submit_evaluate(
+    session: Session, *, run_id: int, dataset: str | int | None = None, created_by: str = "system",
+) -> tuple[Job, int]:
+    """A new evaluation record of a trained run on a dataset's current test split."""
+    run = trained_run(session, run_id)
+    try:
+        ds = dq.get_dataset(session, run.dataset_id if dataset is None else dataset)
+    except NotFoundError:
+        raise UserError(f"no dataset named {dataset!r}") from None
     evaluation = rq.create_evaluation(session, run.id, ds.id)
     job = jq.enqueue_job(session, "evaluate", {"run_id": run.id, "evaluation_id": evaluation.id},
                          run_id=run.id, evaluation_id=evaluation.id, created_by=created_by)

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import decisions as tq
 from db import runs as rq
-from db.errors import NotFoundError
 from engine.errors import UserError
 from engine.images import sha256_file
+from engine.jobs.queue import trained_run
 from engine.workspace import Workspace
 
 
@@ -20,12 +20,7 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
                   out_dir: Path | None = None) -> list[dict[str, Any]]:
     """One result per path (unreadable files carry an error, the rest a score and verdict)."""
     with sessions.begin() as s:
-        try:
-            run = rq.get_run(s, run_id)
-        except NotFoundError:
-            raise UserError(f"no run {run_id}; see `prefilter-qa runs`") from None
-        if run.status != "succeeded" or not run.checkpoint:
-            raise UserError(f"run {run_id} has no trained model (status {run.status})")
+        run = trained_run(s, run_id)
         t = tq.active_threshold(s, run_id)
         if t is None:
             raise UserError(f"run {run_id} has no threshold yet: evaluate it or set one on the Thresholds page")
