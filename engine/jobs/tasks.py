@@ -156,9 +156,11 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
         holdout = dq.images_by_ids(s, run.snapshot.get("holdout", []))
         labels = {i.id: (i.label, i.defect_type) for i in test}
     test, excluded = verify_files(test)
-    if not test:
-        raise UserError("the dataset has no usable labelled test images to evaluate on")
     holdout, _ = verify_files(holdout)
+    if not test and not holdout:
+        raise UserError("nothing to evaluate on: no usable labelled test images and no held-out OK images")
+    if not test:
+        log.warning("no labelled test images: only the OK-only threshold (held-out OK images) is set")
     items = [EvalItem(image_id=i.id, path=Path(i.path), label=i.label, defect_type=i.defect_type,
                       mask_path=Path(masks[i.id]) if masks.get(i.id) else None) for i in test]
     out_dir = ws.evaluation_dir(run_id, evaluation_id)
