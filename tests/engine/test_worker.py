@@ -160,3 +160,16 @@ def test_region_of_interest_reaches_training_and_evaluation(tiny_home: Path) -> 
         amap = np.load(path).astype(np.float32)
         assert amap.shape == (32, 32)
         assert np.all(amap[:, 16:] == 0) and np.any(amap[:, :16] > 0)
+
+
+def test_a_dataset_without_test_images_gets_the_ok_only_threshold(tmp_path: Path, tiny_demo: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "okonly"
+    shutil.copytree(tiny_demo / "train", folder / "train")
+    home = tmp_path / "ws"
+    cli("import", str(folder), "--name", "tiny", home=home)
+    run = json.loads(cli(*_train_args(TINY_AE), "--wait", home=home).stdout)
+    assert run["status"] == "succeeded"
+    assert run["threshold"]["rule"] == "ok_only" and run["threshold"]["set_by"] == "auto"
+    assert run["metrics"]["image_auroc"] is None
