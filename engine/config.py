@@ -103,6 +103,10 @@ class DFRConfig(_Common):
     border_margin: int = _f(0, "Pixels (at input size) along the border ignored by the image score.")  # off
     residual_norm: bool = _f(False, "Divide each channel's squared error by its mean on training images "
                              "before averaging over channels.")  # literal: off
+    position_norm: bool = _f(False, "Turn the error map into a z-score per map position, using the mean and "
+                             "std of the OK training images' errors there.")  # literal: off
+    train_positions: float = _f(1.0, "Share of map positions (random each step) the autoencoder trains on; "
+                                "the 1×1-conv model treats positions independently.")  # literal: all
     feature_cache_gb: float = _f(4.0, "Bound of the float16 on-disk cache of backbone features "
                                  "(0 = off).")  # ~1000 images at 64² maps of 464 channels
 
@@ -180,6 +184,8 @@ def _validate(cfg: AEConfig | DFRConfig) -> None:
             raise UserError(f"config: stages must be distinct non-negative indices, got {cfg.stages}")
         if not 0.0 < cfg.pca_variance <= 1.0:
             raise UserError(f"config: pca_variance must be in (0, 1], got {cfg.pca_variance}")
+        if not 0.0 < cfg.train_positions <= 1.0:
+            raise UserError(f"config: train_positions must be in (0, 1], got {cfg.train_positions}")
         if not 0.0 < cfg.topk_ratio <= 1.0:
             raise UserError(f"config: topk_ratio must be in (0, 1], got {cfg.topk_ratio}")
         if cfg.latent_dim is not None and cfg.latent_dim < 1:

@@ -30,4 +30,5 @@ def build_dfr(cfg: "DFRConfig", features: "StageFeatures", latent_dim: int) -> A
     from engine.models.dfr import DFR
 
     return DFR(features, latent_dim, score=cfg.score, topk_ratio=cfg.topk_ratio, border_margin=cfg.border_margin,
-               feature_standardise=cfg.feature_standardise, residual_norm=cfg.residual_norm)
+               feature_standardise=cfg.feature_standardise, residual_norm=cfg.residual_norm,
+               position_norm=cfg.position_norm)

@@ -108,7 +108,8 @@ class DFR(AnomalyModel):
     """Input (B, 3, H, W) RGB in [0, 1]. `features` is frozen; only `cae` trains."""
 
     def __init__(self, features: StageFeatures, latent_dim: int, score: str = "max", topk_ratio: float = 0.01,
-                 border_margin: int = 0, feature_standardise: bool = False, residual_norm: bool = False) -> None:
+                 border_margin: int = 0, feature_standardise: bool = False, residual_norm: bool = False,
+                 position_norm: bool = False) -> None:
         super().__init__()
         if score not in ("max", "topk"):
             raise ValueError(f"unknown score rule {score!r}")
@@ -116,11 +117,14 @@ class DFR(AnomalyModel):
         self.cae = FeatureCAE(features.out_channels, latent_dim)
         self.score, self.topk_ratio, self.border_margin = score, topk_ratio, border_margin
         self.feature_standardise, self.residual_norm = feature_standardise, residual_norm
-        c = features.out_channels
+        self.position_norm = position_norm
+        c, m = features.out_channels, features.map_size
         # Training statistics (set by training; identity until then).
         self.register_buffer("feat_mean", torch.zeros(c))  # (C,)
         self.register_buffer("feat_std", torch.ones(c))  # (C,)
         self.register_buffer("err_scale", torch.ones(c))  # (C,) mean training squared error per channel
+        self.register_buffer("pos_mean", torch.zeros(m, m))  # (m, m) training error map: mean per position
+        self.register_buffer("pos_std", torch.ones(m, m))  # (m, m) ... and its standard deviation
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean.to(self.feat_mean))
@@ -145,13 +149,24 @@ class DFR(AnomalyModel):
         f = self.normalise(f)
         return (self.cae(f) - f) ** 2
 
-    def map_from_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-        """Raw features (B, C, m, m) -> anomaly map (B, H, W) at `out_hw`, ROI applied."""
+    def raw_map(self, f: torch.Tensor) -> torch.Tensor:
+        """Raw features (B, C, m, m) -> squared error averaged over channels (B, m, m)."""
         err = self.channel_errors(f)
         if self.residual_norm:
             err = err / self.err_scale.view(1, -1, 1, 1)
-        amap = err.mean(dim=1, keepdim=True)  # (B, 1, m, m)
-        amap = F.interpolate(amap, size=out_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
+        return err.mean(dim=1)
+
+    def map_from_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """Raw features (B, C, m, m) -> anomaly map (B, H, W) at `out_hw`, ROI applied.
+
+        With position_norm the map is a z-score per map position (how unusual this error is
+        *here*, judged by the OK training images), which removes the CNN's border artefacts and
+        any fixed layout of the part from the score.
+        """
+        amap = self.raw_map(f)  # (B, m, m)
+        if self.position_norm:
+            amap = (amap - self.pos_mean) / self.pos_std
+        amap = F.interpolate(amap[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         return self.apply_roi(amap.float())
 
     def score_from_map(self, amap: torch.Tensor) -> torch.Tensor:

@@ -128,3 +128,15 @@ def test_standardisation_and_residual_scale(lite0_random) -> None:
     base = m.map_from_features(f, (8, 8))
     m.err_scale.fill_(2.0)
     assert torch.allclose(m.map_from_features(f, (8, 8)), base / 2)
+
+
+def test_position_normalisation(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0,), map_size=8)
+    m = DFR(feats, 4, position_norm=True).eval()
+    f = torch.rand(2, 16, 8, 8)
+    raw = m.raw_map(f)  # (2, 8, 8)
+    m.pos_mean.copy_(raw[0])
+    m.pos_std.fill_(0.5)
+    out = m.map_from_features(f, (8, 8))
+    assert torch.allclose(out[0], torch.zeros(8, 8), atol=1e-5)
+    assert torch.allclose(out[1], (raw[1] - raw[0]) / 0.5, atol=1e-4)
