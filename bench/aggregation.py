@@ -1,7 +1,10 @@
 """DFR feature aggregation: ours (pool/resize each stage straight to the map) vs the thesis recipe
 (upsample every stage to the input size, then average-pool), on the same images.
 
-Both extractors share one backbone (random weights: they change neither time nor memory).
+Measured twice: the aggregation alone, on the same stage outputs (what the choice changes),
+and the whole feature extraction (backbone + aggregation, what a user waits for; with a big
+backbone such as B6 the backbone dominates). Both extractors share one backbone (random
+weights: they change neither time nor memory).
 """
 
 from __future__ import annotations
@@ -34,50 +37,83 @@ def _extractor(cfg: Any, backbone: Any, aggregation: str, device: str) -> torch.
     return StageFeatures(backbone, cfg.stages, cfg.map_size, aggregation, cfg.local_avg).to(device).eval()
 
 
+def _stage_outputs(ext: Any, x: torch.Tensor) -> list[torch.Tensor]:
+    """The raw outputs of the used stages (what StageFeatures.forward aggregates)."""
+    h = ext.bn1(ext.conv_stem((x - ext.mean) / ext.std))
+    outs = []
+    for i, block in enumerate(ext.blocks):
+        h = block(h)
+        if i in ext.stages:
+            outs.append(h)
+    return outs
+
+
+def _aggregate(ext: Any, outs: list[torch.Tensor], in_hw: tuple[int, int]) -> torch.Tensor:
+    return torch.cat([ext._to_map(f, in_hw) for f in outs], dim=1)  # (B, C, m, m)
+
+
 def time_both(preset: str, device: str, size: int, batch: int, reps: int,
               overrides: dict[str, str] | None) -> dict[str, Any]:
+    """Aggregation alone (on the same stage outputs) and whole extraction, interleaved."""
     cfg, backbone, x = _setup(preset, device, size, batch, overrides)
     ext = {a: _extractor(cfg, backbone, a, device) for a in ("ours", "thesis")}
-    times: dict[str, list[float]] = {a: [] for a in ext}
+    in_hw = (size, size)
+    agg: dict[str, list[float]] = {a: [] for a in ext}
+    full: dict[str, list[float]] = {a: [] for a in ext}
+
+    def timed(fn: Any) -> float:
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        return time.perf_counter() - t
+
     with torch.inference_mode(), CpuClock() as clock:
-        for f in ext.values():
-            f(x)  # warm-up
+        outs = _stage_outputs(ext["ours"], x)
+        for a, f in ext.items():  # warm-up
+            f(x)
+            _aggregate(f, outs, in_hw)
         for _ in range(reps):
             for a, f in ext.items():
-                sync(device)
-                t = time.perf_counter()
-                f(x)
-                sync(device)
-                times[a].append(time.perf_counter() - t)
-    ours, thesis = median(times["ours"]), median(times["thesis"])
+                agg[a].append(timed(lambda: _aggregate(f, outs, in_hw)))
+                full[a].append(timed(lambda: f(x)))
+    ours, thesis = median(agg["ours"]), median(agg["thesis"])
+    ours_f, thesis_f = median(full["ours"]), median(full["thesis"])
     return {"preset": preset, "backbone": cfg.backbone, "size": size, "map_size": cfg.map_size, "batch": batch,
             "channels": ext["ours"].out_channels, "ours_s": ours, "thesis_s": thesis,
-            "speedup": thesis / ours if ours > 0 else None, "times": times, "load1": clock.load,
-            "cpu_share": clock.share(torch.get_num_threads())}
+            "speedup": thesis / ours if ours > 0 else None, "ours_full_s": ours_f, "thesis_full_s": thesis_f,
+            "full_speedup": thesis_f / ours_f if ours_f > 0 else None, "times": agg, "full_times": full,
+            "load1": clock.load, "cpu_share": clock.share(torch.get_num_threads())}
 
 
 def peak_one(preset: str, aggregation: str, device: str, size: int, batch: int,
-             overrides: dict[str, str] | None) -> dict[str, Any]:
-    """First forward in a fresh process: peak above the level with the model and input loaded."""
+             overrides: dict[str, str] | None, mode: str = "aggregation") -> dict[str, Any]:
+    """Peak memory in a fresh process, above the level before the measured step:
+    mode "aggregation": the stage outputs are computed first, then only the aggregation is
+    measured; mode "full": one whole extraction (backbone + aggregation)."""
     cfg, backbone, x = _setup(preset, device, size, batch, overrides)
     f = _extractor(cfg, backbone, aggregation, device)
-    probe = MemoryProbe(device)
-    probe.start()
-    t = time.perf_counter()
     with torch.inference_mode():
-        f(x)
-    sync(device)
-    return {"aggregation": aggregation, "seconds": time.perf_counter() - t, **probe.peak()}
+        outs = _stage_outputs(f, x) if mode == "aggregation" else None
+        probe = MemoryProbe(device)
+        probe.start()
+        t = time.perf_counter()
+        if outs is not None:
+            _aggregate(f, outs, (size, size))
+        else:
+            f(x)
+        sync(device)
+    return {"aggregation": aggregation, "mode": mode, "seconds": time.perf_counter() - t, **probe.peak()}
 
 
 def finish_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Merge the two memory measurements into the timing row; ratios thesis/ours."""
-    for a in ("ours", "thesis"):
-        mem = row.pop(f"mem_{a}", {}) or {}
-        row[f"{a}_mb"] = mem.get("delta_mb")
-        row[f"{a}_peak_abs_mb"] = mem.get("peak_mb")
-        if "error" in mem:
-            row[f"{a}_mem_error"] = mem["error"]
-    o, t = row.get("ours_mb"), row.get("thesis_mb")
-    row["mem_ratio"] = t / o if o and t is not None else None
+    """Merge the memory measurements into the timing row; ratios thesis/ours."""
+    for mode, suffix in (("aggregation", "mb"), ("full", "full_mb")):
+        for a in ("ours", "thesis"):
+            mem = row.pop(f"mem_{mode}_{a}", {}) or {}
+            row[f"{a}_{suffix}"] = mem.get("delta_mb")
+            if "error" in mem:
+                row[f"{a}_{mode}_mem_error"] = mem["error"]
+        o, t = row.get(f"ours_{suffix}"), row.get(f"thesis_{suffix}")
+        row["mem_ratio" if mode == "aggregation" else "full_mem_ratio"] = t / o if o and t is not None else None
     return row

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import CpuClock, MemoryProbe, median, repeat, sync
+from bench.common import CpuClock, MemoryProbe, load1, median, sync
 from engine.config import AEConfig, DFRConfig, PRESETS, make_config
 
 THESIS_PRESETS = ("ae-512", "dfr-128", "dfr-170")
@@ -50,7 +50,24 @@ def timing_config(preset: str, device: str, weights: str = "auto",
 
     known = {f.name for f in dataclasses.fields(base)}
     over.update({k: v for k, v in (extra or {}).items() if k in known})  # e.g. map_size only for DFR
-    return make_config(base.model, preset, over), used
+    cfg = make_config(base.model, preset, over)
+    if used == "random" and "latent_dim" not in over:
+        cfg = dataclasses.replace(cfg, latent_dim=random_latent_dim(cfg))
+    return cfg, used
+
+
+RANDOM_LATENT_SHARE = 0.28  # d / C that PCA-90% gave with pretrained Lite0 on the magnetic-tile sample (131/464)
+
+
+def random_latent_dim(cfg: DFRConfig) -> int:
+    """A realistic latent width for timing a backbone with random weights.
+
+    PCA of random-weight features is degenerate (B6 gave d = 4), which would make the
+    autoencoder look free; use the share of channels that pretrained features needed instead.
+    """
+    from engine.models import build_features
+
+    return max(1, round(RANDOM_LATENT_SHARE * build_features(cfg, weights="random").out_channels))
 
 
 def load_batch(paths: list[Path], size: int, n: int) -> torch.Tensor:
@@ -113,13 +130,16 @@ def measure_training(cfg: AEConfig | DFRConfig, paths: list[Path], run_dir: Path
     return out, result
 
 
-def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
-                       reps: int, amp: bool = False) -> dict[str, float]:
-    """Images/s of model(x[:batch]) under inference_mode (median of `reps` timed calls).
+def _timed_call(fn: Any, device: str) -> tuple[float, float]:
+    """(wall s, process CPU s) of one call."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0, time.process_time() - c0
 
-    The input goes through `engine.eval_data.model_input` (the layout the evaluation feeds), so
-    with a model from `engine.eval_data.prepare_model` this is exactly the evaluation's forward.
-    """
+
+def _forward_fn(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str, amp: bool,
+                calls: int = 1) -> Any:
     from engine.eval_data import model_input
 
     xb = model_input(x[:batch], torch.device(device))
@@ -127,14 +147,50 @@ def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, devi
 
     def call() -> None:
         with torch.inference_mode(), autocast:
-            model(xb)
+            for _ in range(calls):
+                model(xb)
 
-    with CpuClock() as clock:
-        times = repeat(call, reps, device, warmup=1)
-    t = median(times)
-    return {"batch": batch, "img_per_s": batch / t, "s_per_batch": t,
-            "spread": (max(times) - min(times)) / t if t > 0 else 0.0,
-            "cpu_share": clock.share(torch.get_num_threads()), "load1": clock.load}
+    return call
+
+
+def forward_sweep(model: torch.nn.Module, x: torch.Tensor, batches: list[int], device: str, reps: int,
+                  amp: bool = False) -> list[dict[str, float]]:
+    """Images/s of the evaluation's forward at each batch size, measured round-robin.
+
+    Round-robin (b1, b2, ..., b1, b2, ...) so that a change of the machine's load hits every
+    batch size alike; each timed unit runs max(batches) images (e.g. 16 calls at batch 1), so
+    short calls are not lost in timer noise. The input goes through
+    `engine.eval_data.model_input`, so with a model from `engine.eval_data.prepare_model` this
+    is exactly the evaluation's forward. `cpu_share` < ~0.8 means other processes took cores.
+    """
+    top = max(batches)
+    fns = {b: _forward_fn(model, x, b, device, amp, calls=max(1, top // b)) for b in batches}
+    imgs = {b: b * max(1, top // b) for b in batches}
+    for fn in fns.values():
+        fn()  # warm-up: allocator, oneDNN primitives for this shape
+    walls: dict[int, list[float]] = {b: [] for b in batches}
+    shares: dict[int, list[float]] = {b: [] for b in batches}
+    loads = [load1()]
+    threads = torch.get_num_threads()
+    for _ in range(reps):
+        for b, fn in fns.items():
+            w, c = _timed_call(fn, device)
+            walls[b].append(w)
+            shares[b].append(c / max(w * threads, 1e-9))
+        loads.append(load1())
+    rows = []
+    for b in batches:
+        t = median(walls[b])
+        rows.append({"batch": b, "img_per_s": imgs[b] / t, "s_per_batch": t * b / imgs[b],
+                     "spread": (max(walls[b]) - min(walls[b])) / t if t > 0 else 0.0,
+                     "cpu_share": round(median(shares[b]), 2), "load1": max(loads)})
+    return rows
+
+
+def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
+                       reps: int, amp: bool = False) -> dict[str, float]:
+    """One batch size (see `forward_sweep`)."""
+    return forward_sweep(model, x, [batch], device, reps, amp)[0]
 
 
 def forward_peak(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,

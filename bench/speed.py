@@ -18,7 +18,9 @@ DFR aggregation: ours (pool/resize each stage straight to the map) against the t
 time interleaved in one process, peak memory each in its own fresh process; ratios.
 
 DFR backbones use pretrained weights where they are available locally (they fix the PCA
-latent width d, which sets the autoencoder's cost), random ones otherwise (`--weights`).
+latent width d, which sets the autoencoder's cost), random ones otherwise (`--weights`); with
+random weights d is set to 0.28 x channels (what PCA gave with pretrained Lite0 on the
+magnetic-tile sample; PCA of random features is degenerate).
 Images are synthetic demo parts, generated once and cached (`$PREFILTER_QA_BENCH_DATA`).
 """
 
@@ -33,8 +35,8 @@ from typing import Any
 from bench.common import machine, run_isolated, table, write_json
 
 QUICK = {"n_train": 8, "n_eval": 8, "batches": [1, 4], "reps": 2, "e2e_runs": 1}
-FULL_256 = {"n_train": 32, "n_eval": 64, "batches": [1, 2, 4, 8, 16], "reps": 3, "e2e_runs": 2}
-FULL_512 = {"n_train": 16, "n_eval": 16, "batches": [1, 2, 4, 8], "reps": 3, "e2e_runs": 2}
+FULL_256 = {"n_train": 32, "n_eval": 64, "batches": [1, 2, 4, 8, 16], "reps": 5, "e2e_runs": 3}
+FULL_512 = {"n_train": 16, "n_eval": 16, "batches": [1, 2, 4, 8], "reps": 3, "e2e_runs": 3}
 
 
 def _plan(size: int, quick: bool, batch_size: int) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool =
     from bench.common import peak_rss_mb, rss_mb
     from bench.data import demo_set, eval_items
     from bench.e2e import measure_e2e
-    from bench.models import forward_peak, forward_throughput, load_batch
+    from bench.models import forward_peak, forward_sweep, load_batch
     from bench.variants import variant_rows
     from engine.checkpoint import load_model
 
@@ -91,7 +93,7 @@ def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool =
     out["infer_b1_mem"] = forward_peak(model, x, 1, device, amp)
     out["infer_max_batch"] = max(plan["batches"])
     out["infer_maxbs_mem"] = forward_peak(model, x, max(plan["batches"]), device, amp)
-    rows = [forward_throughput(model, x, b, device, plan["reps"], amp) for b in plan["batches"]]
+    rows = forward_sweep(model, x, plan["batches"], device, plan["reps"], amp)
     best = max(rows, key=lambda r: r["img_per_s"])
     out["forward"] = rows
     out["infer_b1_img_s"] = rows[0]["img_per_s"]
@@ -128,11 +130,11 @@ def aggregation_time(preset: str, device: str = "cpu", size: int = 512, batch: i
 
 
 def aggregation_memory(preset: str, aggregation: str, device: str = "cpu", size: int = 512, batch: int = 1,
-                       overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """Peak memory of one feature extraction with `aggregation` (its own process)."""
+                       overrides: dict[str, str] | None = None, mode: str = "aggregation") -> dict[str, Any]:
+    """Peak memory of the aggregation alone / of a whole extraction with `aggregation` (own process)."""
     from bench.aggregation import peak_one
 
-    return peak_one(preset, aggregation, device, size, batch, overrides)
+    return peak_one(preset, aggregation, device, size, batch, overrides, mode)
 
 
 # ---------------------------------------------------------------- report
@@ -181,9 +183,12 @@ def variant_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 VARIANT_COLS = [("preset", "preset"), ("variant", "forward variant"), ("batch", "bs"),
                 ("img_per_s", "img/s"), ("vs_eager", "vs nchw"), ("setup_s", "setup s"), ("note", "note")]
 AGG_COLS = [("preset", "preset"), ("backbone", "backbone"), ("size", "input"), ("map_size", "map"),
-            ("batch", "bs"), ("ours_s", "ours s/batch"), ("thesis_s", "thesis s/batch"),
-            ("speedup", "thesis/ours time"), ("ours_mb", "ours peak +MB"), ("thesis_mb", "thesis peak +MB"),
-            ("mem_ratio", "thesis/ours mem"), ("load1", "load1")]
+            ("batch", "bs"), ("ours_s", "agg ours s"), ("thesis_s", "agg thesis s"),
+            ("speedup", "agg thesis/ours time"), ("ours_mb", "agg ours +MB"), ("thesis_mb", "agg thesis +MB"),
+            ("mem_ratio", "agg thesis/ours mem"), ("ours_full_s", "extract ours s"),
+            ("thesis_full_s", "extract thesis s"), ("full_speedup", "extract thesis/ours time"),
+            ("ours_full_mb", "extract ours +MB"), ("thesis_full_mb", "extract thesis +MB"),
+            ("full_mem_ratio", "extract thesis/ours mem"), ("load1", "load1")]
 E2E_COLS = [("preset", "preset"), ("batch", "bs"), ("n", "images"), ("img_per_s", "e2e img/s"),
             ("bare_img_per_s", "bare img/s"), ("ratio", "ratio"), ("stream_s", "decode+model+write s"),
             ("post_s", "pixel+image metrics s"), ("load_s", "load model s"), ("load1", "load1")]
@@ -228,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[speed] aggregation {preset} ...", file=sys.stderr, flush=True)
             kw = {"preset": preset, "device": args.device, "size": args.agg_size, "batch": args.agg_batch,
                   "overrides": agg_over}
-            row = run_isolated("bench.speed:aggregation_time", kw | {"reps": 2 if args.quick else 3})
-            for agg in ("ours", "thesis"):
-                row[f"mem_{agg}"] = run_isolated("bench.speed:aggregation_memory", kw | {"aggregation": agg})
+            row = run_isolated("bench.speed:aggregation_time", kw | {"reps": 2 if args.quick else 5})
+            for mode in ("aggregation", "full"):
+                for agg in ("ours", "thesis"):
+                    row[f"mem_{mode}_{agg}"] = run_isolated("bench.speed:aggregation_memory",
+                                                            kw | {"aggregation": agg, "mode": mode})
             from bench.aggregation import finish_row
 
             report["aggregation"].append(finish_row(row))
@@ -255,7 +262,9 @@ def render(report: dict[str, Any]) -> str:
     if var:
         out += ["", "Forward variants at the best batch size:", table(var, VARIANT_COLS)]
     if report["aggregation"]:
-        out += ["", "DFR aggregation, ours vs thesis (feature extraction: backbone + aggregation):",
+        out += ["", "DFR aggregation, ours vs thesis: the aggregation alone on the same stage outputs, and the "
+                "whole feature extraction (backbone + aggregation); memory = peak above the level before, "
+                "fresh process each:",
                 table(report["aggregation"], AGG_COLS)]
     return "\n".join(out)
 
