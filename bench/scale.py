@@ -149,13 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of both presets (e.g. num_workers=0)")
     p.add_argument("--no-pixel", action="store_true", help="skip the pixel-metrics measurement")
+    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to this long until other processes keep "
+                        "< 0.3 cores busy (shared machines)")
     p.add_argument("--inline", action="store_true",
                    help="no fresh subprocess per measurement (memory peaks mix): for smoke tests")
     p.add_argument("--json", type=Path, default=None, help="write results here (default bench/results/scale.json)")
     args = p.parse_args(argv)
-    from bench.common import INLINE
+    from bench.common import INLINE, QUIET
 
     INLINE["on"] = args.inline
+    QUIET["max_wait_s"] = args.quiet_wait
     from engine.config import parse_overrides
 
     overrides = parse_overrides(args.set)
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import load1
 
     report["machine"]["load1_end"] = load1()
+    report["quiet_log"] = QUIET["log"]
     path = write_json(args.json, report, "scale.json")
     print(render(report))
     print(f"\nJSON: {path}")

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, run_isolated, table, write_json
+from bench.common import EXACT_RSS_ENV, machine, run_isolated, table, write_json
 
 QUICK = {"n_train": 8, "n_eval": 8, "batches": [1, 4], "reps": 2, "e2e_runs": 1}
 FULL_256 = {"n_train": 32, "n_eval": 64, "batches": [1, 2, 4, 8, 16], "reps": 5, "e2e_runs": 3}
@@ -207,13 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agg-size", type=int, default=512, help="input side for the aggregation comparison")
     p.add_argument("--agg-batch", type=int, default=1, help="batch for the aggregation comparison")
     p.add_argument("--no-aggregation", action="store_true")
+    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to this long until other processes keep "
+                        "< 0.3 cores busy (shared machines)")
     p.add_argument("--inline", action="store_true",
                    help="no fresh subprocess per measurement (memory peaks mix): for smoke tests")
     p.add_argument("--json", type=Path, default=None, help="write results here (default bench/results/speed.json)")
     args = p.parse_args(argv)
-    from bench.common import INLINE
+    from bench.common import INLINE, QUIET
 
     INLINE["on"] = args.inline
+    QUIET["max_wait_s"] = args.quiet_wait
     from engine.config import PRESETS, parse_overrides
 
     overrides = parse_overrides(args.set)
@@ -237,13 +241,15 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("aggregation", "full"):
                 for agg in ("ours", "thesis"):
                     row[f"mem_{mode}_{agg}"] = run_isolated("bench.speed:aggregation_memory",
-                                                            kw | {"aggregation": agg, "mode": mode})
+                                                            kw | {"aggregation": agg, "mode": mode},
+                                                            env_extra=EXACT_RSS_ENV)
             from bench.aggregation import finish_row
 
             report["aggregation"].append(finish_row(row))
     from bench.common import load1
 
     report["machine"]["load1_end"] = load1()
+    report["quiet_log"] = QUIET["log"]
     path = write_json(args.json, report, "speed.json")
     print(render(report))
     print(f"\nJSON: {path}")
@@ -263,8 +269,8 @@ def render(report: dict[str, Any]) -> str:
         out += ["", "Forward variants at the best batch size:", table(var, VARIANT_COLS)]
     if report["aggregation"]:
         out += ["", "DFR aggregation, ours vs thesis: the aggregation alone on the same stage outputs, and the "
-                "whole feature extraction (backbone + aggregation); memory = peak above the level before, "
-                "fresh process each:",
+                "whole feature extraction (backbone + aggregation); memory = peak RSS above the level before, "
+                "fresh process each, freed blocks >= 64 KiB returned to the OS (EXACT_RSS_ENV):",
                 table(report["aggregation"], AGG_COLS)]
     return "\n".join(out)
 
