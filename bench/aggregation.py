@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from bench.common import CpuClock, MemoryProbe, median, sync
+from bench.common import CpuClock, median, sync
+from bench.memory import MemoryProbe
 
 
 def _setup(preset: str, device: str, size: int, batch: int, overrides: dict[str, str] | None

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import CpuClock, MemoryProbe, load1, median, sync
+from bench.common import CpuClock, load1, median, sync
+from bench.memory import MemoryProbe
 from engine.config import AEConfig, DFRConfig, PRESETS, make_config
 
 THESIS_PRESETS = ("ae-512", "dfr-128", "dfr-170")

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CpuClock, MemoryProbe, machine, run_isolated, table, write_json
+from bench.common import CpuClock, machine, run_isolated, table, write_json
+from bench.memory import MemoryProbe
 
 
 def _root(size: int, n_max: int) -> Path:

@@ -70,7 +70,7 @@ def speed_train(preset: str, run_dir: str, device: str = "cpu", quick: bool = Fa
 def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool = False, compile: bool = False
                 ) -> dict[str, Any]:
     """Inference figures of a trained checkpoint (its own process, so its peak is inference only)."""
-    from bench.common import peak_rss_mb, rss_mb
+    from bench.memory import peak_rss_mb, rss_mb
     from bench.data import demo_set, eval_items
     from bench.e2e import measure_e2e
     from bench.models import forward_peak, forward_sweep, load_batch
