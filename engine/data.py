@@ -70,7 +70,7 @@ class ImageDataset(Dataset):
             raise ImageLoadError(exc.path, exc.reason) from None
         if self.flags[i]:
             img = enhance(img)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
+        x = torch.from_numpy(np.require(img, requirements=("C", "W"))).permute(2, 0, 1).float().div_(255.0)  # (3, S, S)
         return i, x
 
 
