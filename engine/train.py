@@ -172,18 +172,19 @@ def _error_statistics(model: torch.nn.Module, cfg: DFRConfig, batches: Callable[
             total += model.channel_errors(x.to(device)).double().mean(dim=(2, 3)).sum(dim=0).cpu()
         model.err_scale.copy_((total / n).clamp_min(1e-12).float())
     if cfg.position_norm:  # mean and std of the error map per position
-        s1 = torch.zeros(model.pos_mean.shape, dtype=torch.float64)
+        s1 = torch.zeros(model.pos_mean.shape, dtype=torch.float64)  # (G, m, m)
         s2 = torch.zeros_like(s1)
         for x in batches(0):
-            amap = model.raw_map(x.to(device)).double().cpu()  # (B, m, m)
-            s1 += amap.sum(dim=0)
-            s2 += (amap**2).sum(dim=0)
+            maps = model.raw_maps(x.to(device)).double().cpu()  # (B, G, m, m)
+            s1 += maps.sum(dim=0)
+            s2 += (maps**2).sum(dim=0)
         mean = s1 / n
         var = ((s2 - n * mean**2) / max(n - 1, 1)).clamp_min(0)
-        # Shrink each position's variance towards the map-wide one (worth 10 images): few
+        # Shrink each position's variance towards its map-wide one (worth 10 images): few
         # training images must not make a single position's std tiny.
-        var = (n * var + 10.0 * var.mean()) / (n + 10.0)
-        std = var.sqrt().clamp_min(1e-6 * float(mean.abs().mean()) + 1e-12)
+        var = (n * var + 10.0 * var.mean(dim=(1, 2), keepdim=True)) / (n + 10.0)
+        floor = 1e-6 * mean.abs().mean(dim=(1, 2), keepdim=True) + 1e-12
+        std = torch.maximum(var.sqrt(), floor)
         model.pos_mean.copy_(mean.float())
         model.pos_std.copy_(std.float())
 

@@ -6,6 +6,10 @@ bilinear resizing for smaller ones ("ours"), or the thesis' way: upsample every 
 input size, then average-pool to the map ("thesis", slow) — then a 3×3 local average, then
 concatenated: (B, C, m, m). A 1×1-conv autoencoder C → (C+2d)/2 → 2d → d → 2d → (C+2d)/2 → C
 reconstructs them. Anomaly map: squared error averaged over channels, upsampled to the input.
+Options (all off in the literal thesis presets): per-channel feature standardisation, error
+scaled per channel (residual_norm), and a z-score per map position judged by the OK training
+images (position_norm) — of the whole map, or of each stage's map, averaged over the stages
+(stage_norm: every scale weighs the same, whatever its channel count; combined by mean or max).
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ class DFR(AnomalyModel):
 
     def __init__(self, features: StageFeatures, latent_dim: int, score: str = "max", topk_ratio: float = 0.01,
                  border_margin: int = 0, feature_standardise: bool = False, residual_norm: bool = False,
-                 position_norm: bool = False) -> None:
+                 position_norm: bool = False, stage_norm: bool = False, stage_combine: str = "mean") -> None:
         super().__init__()
         if score not in ("max", "topk"):
             raise ValueError(f"unknown score rule {score!r}")
@@ -117,14 +121,19 @@ class DFR(AnomalyModel):
         self.cae = FeatureCAE(features.out_channels, latent_dim)
         self.score, self.topk_ratio, self.border_margin = score, topk_ratio, border_margin
         self.feature_standardise, self.residual_norm = feature_standardise, residual_norm
-        self.position_norm = position_norm
+        if stage_combine not in ("mean", "max"):
+            raise ValueError(f"unknown stage_combine {stage_combine!r}")
+        if stage_norm and not position_norm:
+            raise ValueError("stage_norm refines position_norm: switch position_norm on too")
+        self.position_norm, self.stage_norm, self.stage_combine = position_norm, stage_norm, stage_combine
         c, m = features.out_channels, features.map_size
+        g = len(features.channels) if stage_norm else 1  # error maps normalised separately
         # Training statistics (set by training; identity until then).
         self.register_buffer("feat_mean", torch.zeros(c))  # (C,)
         self.register_buffer("feat_std", torch.ones(c))  # (C,)
         self.register_buffer("err_scale", torch.ones(c))  # (C,) mean training squared error per channel
-        self.register_buffer("pos_mean", torch.zeros(m, m))  # (m, m) training error map: mean per position
-        self.register_buffer("pos_std", torch.ones(m, m))  # (m, m) ... and its standard deviation
+        self.register_buffer("pos_mean", torch.zeros(g, m, m))  # (G, m, m) training error maps: mean per position
+        self.register_buffer("pos_std", torch.ones(g, m, m))  # (G, m, m) ... and their standard deviation
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean.to(self.feat_mean))
@@ -149,23 +158,30 @@ class DFR(AnomalyModel):
         f = self.normalise(f)
         return (self.cae(f) - f) ** 2
 
-    def raw_map(self, f: torch.Tensor) -> torch.Tensor:
-        """Raw features (B, C, m, m) -> squared error averaged over channels (B, m, m)."""
+    def raw_maps(self, f: torch.Tensor) -> torch.Tensor:
+        """Raw features (B, C, m, m) -> squared error averaged over the channels of each group (B, G, m, m).
+
+        One group (all channels) unless stage_norm, then one per stage.
+        """
         err = self.channel_errors(f)
         if self.residual_norm:
             err = err / self.err_scale.view(1, -1, 1, 1)
-        return err.mean(dim=1)
+        if not self.stage_norm:
+            return err.mean(dim=1, keepdim=True)
+        return torch.stack([part.mean(dim=1) for part in err.split(self.features.channels, dim=1)], dim=1)
 
     def map_from_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
         """Raw features (B, C, m, m) -> anomaly map (B, H, W) at `out_hw`, ROI applied.
 
         With position_norm the map is a z-score per map position (how unusual this error is
         *here*, judged by the OK training images), which removes the CNN's border artefacts and
-        any fixed layout of the part from the score.
+        any fixed layout of the part from the score; with stage_norm, one z-score per stage,
+        combined by their mean or their max (the most unusual scale at each position).
         """
-        amap = self.raw_map(f)  # (B, m, m)
+        maps = self.raw_maps(f)  # (B, G, m, m)
         if self.position_norm:
-            amap = (amap - self.pos_mean) / self.pos_std
+            maps = (maps - self.pos_mean) / self.pos_std
+        amap = maps.amax(dim=1) if self.stage_combine == "max" else maps.mean(dim=1)  # (B, m, m)
         amap = F.interpolate(amap[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         return self.apply_roi(amap.float())
 

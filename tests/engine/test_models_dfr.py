@@ -134,9 +134,29 @@ def test_position_normalisation(lite0_random) -> None:
     feats = StageFeatures(lite0_random, (0,), map_size=8)
     m = DFR(feats, 4, position_norm=True).eval()
     f = torch.rand(2, 16, 8, 8)
-    raw = m.raw_map(f)  # (2, 8, 8)
+    raw = m.raw_maps(f)[:, 0]  # (2, 8, 8): one group, all channels
     m.pos_mean.copy_(raw[0])
     m.pos_std.fill_(0.5)
     out = m.map_from_features(f, (8, 8))
     assert torch.allclose(out[0], torch.zeros(8, 8), atol=1e-5)
     assert torch.allclose(out[1], (raw[1] - raw[0]) / 0.5, atol=1e-4)
+
+
+def test_stage_normalisation_weighs_each_stage_equally(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0, 1), map_size=8)  # 16 + 24 channels
+    with pytest.raises(ValueError, match="position_norm"):
+        DFR(feats, 4, stage_norm=True)
+    m = DFR(feats, 4, position_norm=True, stage_norm=True).eval()
+    assert m.pos_mean.shape == (2, 8, 8)
+    f = torch.rand(2, 40, 8, 8)
+    err = m.channel_errors(f)
+    per_stage = torch.stack([err[:, :16].mean(1), err[:, 16:].mean(1)], dim=1)  # (2, 2, 8, 8)
+    assert torch.allclose(m.raw_maps(f), per_stage, atol=1e-6)
+    m.pos_mean.copy_(per_stage[0])
+    m.pos_std.copy_(torch.tensor([0.5, 2.0]).view(2, 1, 1).expand(2, 8, 8))
+    out = m.map_from_features(f, (8, 8))
+    assert torch.allclose(out[0], torch.zeros(8, 8), atol=1e-5)
+    z = (per_stage[1] - per_stage[0]) / torch.tensor([0.5, 2.0]).view(2, 1, 1)
+    assert torch.allclose(out[1], z.mean(0), atol=1e-4)  # mean of the two stages' z-scores
+    m.stage_combine = "max"
+    assert torch.allclose(m.map_from_features(f, (8, 8))[1], z.amax(0), atol=1e-4)  # the most unusual stage

@@ -62,14 +62,25 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
 def test_dfr_without_feature_cache_and_fixed_latent(tmp_path) -> None:
     paths = _write_images(tmp_path / "imgs", n=4)
     overrides = dict(CONFIGS["dfr"], feature_cache_gb="0", latent_dim="7", stages="1,2",
-                     feature_standardise="true", residual_norm="true", position_norm="true",
+                     feature_standardise="true", residual_norm="true", position_norm="true", stage_norm="false",
                      train_positions="0.25", enhance="false")
     result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
     assert result.info["latent_dim"] == 7 and result.info["feature_cache"] is False
     loaded, _ = load_model(result.checkpoint, device="cpu")
     assert float(loaded.err_scale.min()) > 0 and not torch.all(loaded.feat_std == 1)
     assert float(loaded.pos_mean.min()) > 0 and float(loaded.pos_std.min()) > 0
-    assert loaded.pos_mean.shape == (16, 16) and loaded.position_norm
+    assert loaded.pos_mean.shape == (1, 16, 16) and loaded.position_norm
+
+
+def test_dfr_stage_norm_keeps_statistics_per_stage(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=4)
+    overrides = dict(CONFIGS["dfr"], stages="1,2", position_norm="true", stage_norm="true", enhance="false")
+    result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
+    loaded, _ = load_model(result.checkpoint, device="cpu")
+    assert loaded.stage_norm and loaded.pos_mean.shape == (2, 16, 16)
+    assert float(loaded.pos_std.min()) > 0 and not torch.allclose(loaded.pos_mean[0], loaded.pos_mean[1])
+    with pytest.raises(UserError, match="stage_norm=true needs position_norm=true"):
+        make_config("dfr", overrides=dict(CONFIGS["dfr"], position_norm="false", stage_norm="true"))
 
 
 def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
