@@ -111,8 +111,9 @@ class DFRConfig(_Common):
                             "'mean' or their 'max' (the most unusual scale).", ("mean", "max"))  # see PRESETS
     train_positions: float = _f(1.0, "Share of map positions (random each step) the autoencoder trains on; "
                                 "the 1×1-conv model treats positions independently.")  # literal: all
-    feature_cache_gb: float = _f(4.0, "Bound of the float16 on-disk cache of backbone features "
-                                 "(0 = off).")  # ~1000 images at 64² maps of 464 channels
+    feature_cache_gb: float = _f(8.0, "Bound of the float16 on-disk cache of backbone features, deleted after "
+                                 "training (0 = off; above it features are recomputed each "
+                                 "epoch).")  # ~2100 images at 64² maps of 464 channels
 
 
 CONFIG_TYPES: dict[str, type] = {"ae": AEConfig, "dfr": DFRConfig}
@@ -133,7 +134,7 @@ PRESETS: dict[str, AEConfig | DFRConfig] = {
     # Not worth it there: 32² map (0.87 / 0.95), 384² input, per-channel standardisation, PCA
     # 97%, fewer stages, blurring the map, a border margin. train_positions=0.25 trains on a
     # random quarter of the map positions per step: same accuracy, ~4x faster epochs.
-    # About 1.5 GB of float16 feature cache per 1000 images while training; BENCHMARKS.md has times.
+    # About 3.8 GB of float16 feature cache per 1000 images while training (bound: feature_cache_gb).
     "dfr": DFRConfig(preset="dfr", input_size=256, map_size=64, epochs=15, batch_size=4, position_norm=True,
                      stage_norm=True, stage_combine="max", train_positions=0.25),
     # Thesis, literal: tf_efficientnet_b6 at 512², map 128², Adam lr 1e-3, batch 4.
@@ -201,7 +202,8 @@ def _validate(cfg: AEConfig | DFRConfig) -> None:
         if not 0.0 < cfg.pca_variance <= 1.0:
             raise UserError(f"config: pca_variance must be in (0, 1], got {cfg.pca_variance}")
         if cfg.stage_norm and not cfg.position_norm:
-            raise UserError("config: stage_norm=true needs position_norm=true (it normalises each stage's map per position)")
+            raise UserError("config: stage_norm=true needs position_norm=true "
+                            "(it normalises each stage's map per position)")
         if not 0.0 < cfg.train_positions <= 1.0:
             raise UserError(f"config: train_positions must be in (0, 1], got {cfg.train_positions}")
         if not 0.0 < cfg.topk_ratio <= 1.0:
