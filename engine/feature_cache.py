@@ -1,13 +1,14 @@
 """Frozen-backbone features computed once per training run: streamed statistics + a bounded disk cache.
 
 The backbone of DFR never changes during training, so its features are computed in one pass
-over the training images (in batches; never all of them in RAM), written to a float16 numpy
-memmap when it fits under the configured bound, and read back each epoch.
+over the training images (in batches; never all of them in RAM), written to a float16 file
+(plain pread/pwrite) when it fits under the configured bound, and read back each epoch.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class FeatureCache:
-    """(N, C, m, m) float16 on disk; `create` returns None when it would exceed `max_gb`."""
+    """(N, C, m, m) float16 in a plain file; `create` returns None when it would exceed `max_gb`.
+
+    Written and read with pwrite/pread rather than a memory map: the file's pages then live in
+    the OS page cache (shared, reclaimable) instead of the training process' resident set, so
+    the process' memory stays flat however many images are cached.
+    """
 
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
         self.path, self.shape = Path(path), tuple(shape)
-        self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=self.shape)
+        self.item_shape = self.shape[1:]
+        self.item_bytes = int(np.prod(self.item_shape)) * 2  # float16
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self.fd, self.item_bytes * self.shape[0])
 
     @classmethod
     def create(cls, path: Path, shape: tuple[int, ...], max_gb: float) -> FeatureCache | None:
@@ -37,15 +46,22 @@ class FeatureCache:
         return cls(path, shape)
 
     def write(self, idx: torch.Tensor, feats: torch.Tensor) -> None:
-        self.array[idx.cpu().numpy()] = feats.detach().to("cpu", torch.float16).numpy()
+        """Store feats (B, C, m, m) as items idx (B,)."""
+        arr = feats.detach().to("cpu", torch.float16).contiguous().numpy()
+        for i, item in zip(idx.tolist(), arr):
+            os.pwrite(self.fd, item.tobytes(), i * self.item_bytes)
 
     def read(self, idx: np.ndarray) -> torch.Tensor:
-        order = np.sort(idx)  # sequential-ish disk reads
-        return torch.from_numpy(np.asarray(self.array[order], dtype=np.float32))  # (B, C, m, m)
+        """Items idx as (B, C, m, m) float32, in ascending index order (sequential-ish reads)."""
+        order = np.sort(np.asarray(idx))
+        out = np.empty((len(order), *self.item_shape), dtype=np.float16)
+        for k, i in enumerate(order.tolist()):
+            buf = os.pread(self.fd, self.item_bytes, i * self.item_bytes)
+            out[k] = np.frombuffer(buf, dtype=np.float16).reshape(self.item_shape)
+        return torch.from_numpy(out.astype(np.float32))
 
     def delete(self) -> None:
-        self.array.flush()
-        del self.array
+        os.close(self.fd)
         self.path.unlink(missing_ok=True)
 
 

@@ -23,6 +23,7 @@ from engine.config import AEConfig, DFRConfig
 from engine.data import make_loader
 from engine.errors import UserError
 from engine.images import IMAGE_RULE
+from engine.workspace import FEATURE_CACHE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
 
     feats = build_features(cfg).to(device)
     n, c, m = len(paths), feats.out_channels, cfg.map_size
-    cache = FeatureCache.create(run_dir / "feature_cache.npy", (n, c, m, m), cfg.feature_cache_gb)
+    cache = FeatureCache.create(run_dir / FEATURE_CACHE_NAME, (n, c, m, m), cfg.feature_cache_gb)
     clock = _Clock(progress, cfg.epochs, {"features": n, "pca": 0.0, "train": cfg.epochs * n})
     stats = FeatureStats(c)
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 HOME_ENV = "PREFILTER_QA_HOME"
 DATABASE_URL_ENV = "PREFILTER_QA_DATABASE_URL"
 IMPORT_ROOTS_ENV = "PREFILTER_QA_IMPORT_ROOTS"
+FEATURE_CACHE_NAME = "feature_cache.f16"  # DFR training's temporary feature cache, in the run folder
 
 
 @dataclass(frozen=True)

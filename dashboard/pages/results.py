@@ -11,8 +11,8 @@ from dashboard.widgets.results_data import ActiveThreshold, load_evaluation
 from dashboard.widgets.results_gallery import filtered, filters_ui, gallery_section_ui, outcome_array
 from dashboard.widgets.results_metrics import (curves_ui, distribution_ui, metrics_table_ui,
                                                per_defect_ui)
-from dashboard.widgets.run_picker import (compare_picker_ui, evaluation_picker_ui, run_choices,
-                                          run_picker_ui)
+from dashboard.widgets.run_picker import (compare_picker_ui, evaluation_picker_ui, run_and_evaluation_ui,
+                                          run_choices)
 from db import decisions as tq
 from db import masks as mq
 
@@ -25,11 +25,7 @@ if not choices:
     st.page_link("dashboard/pages/train.py", label="Train a model", icon=":material/model_training:")
     st.stop()
 
-c1, c2 = st.columns([3, 2])
-with c1:
-    run = run_picker_ui(choices, key="results_run")
-with c2:
-    eval_id = evaluation_picker_ui(run, key="results_eval")
+run, eval_id = run_and_evaluation_ui(choices, key="results")
 c3, c4 = st.columns([3, 2])
 with c3:
     other = compare_picker_ui(choices, run, key="results_compare")

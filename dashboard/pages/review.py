@@ -11,7 +11,7 @@ from dashboard.widgets.results_data import ActiveThreshold, load_evaluation
 from dashboard.widgets.results_gallery import gallery_section_ui, outcome_array, selected_key
 from dashboard.widgets.review_actions import current_images, marks
 from dashboard.widgets.review_view import actions_ui, follow_requests, retrain_ui, show_flash
-from dashboard.widgets.run_picker import evaluation_picker_ui, run_choices, run_picker_ui
+from dashboard.widgets.run_picker import run_and_evaluation_ui, run_choices
 from db import decisions as tq
 from db import masks as mq
 
@@ -25,11 +25,7 @@ with sessions().begin() as s:
 if not choices:
     st.info("No evaluated run yet.")
     st.stop()
-c1, c2 = st.columns([3, 2])
-with c1:
-    run = run_picker_ui(choices, key="review_run")
-with c2:
-    eval_id = evaluation_picker_ui(run, key="review_eval")
+run, eval_id = run_and_evaluation_ui(choices, key="review")
 data = load_evaluation(eval_id)
 with sessions().begin() as s:
     thr = ActiveThreshold.of(tq.active_threshold(s, run.id))

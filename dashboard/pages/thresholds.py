@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard.state import sessions
 from dashboard.widgets import threshold_state as S
 from dashboard.widgets.results_data import load_evaluation
-from dashboard.widgets.run_picker import evaluation_picker_ui, run_choices, run_picker_ui
+from dashboard.widgets.run_picker import run_and_evaluation_ui, run_choices
 from dashboard.widgets.threshold_view import (charts_ui, conflict_ui, confusion_ui, history_ui, inputs_ui,
                                               live_ui, pixel_ui, save_ui, slider_range, suggestions_ui)
 
@@ -19,11 +19,7 @@ if not choices:
     st.info("No evaluated run yet: a threshold is chosen on a run's test-image scores.")
     st.stop()
 
-c1, c2 = st.columns([3, 2])
-with c1:
-    run = run_picker_ui(choices, key="thresholds_run")
-with c2:
-    eval_id = evaluation_picker_ui(run, key="thresholds_eval")
+run, eval_id = run_and_evaluation_ui(choices, key="thresholds")
 data = load_evaluation(eval_id)
 if data is None or data.n == 0:
     st.warning(f"Evaluation {eval_id} has no scores yet.")

@@ -27,7 +27,8 @@ LABELS = {
     "enhance_train_share": "Enhanced training share", "latent_dim": "Latent width d",
     "local_avg": "Local average (px)", "feature_standardise": "Standardise features",
     "residual_norm": "Normalise residuals", "border_margin": "Border margin (px)",
-    "weight_decay": "Weight decay", "stages": "Backbone stages",
+    "weight_decay": "Weight decay", "stages": "Backbone stages", "position_norm": "Z-score per position",
+    "stage_norm": "Z-score per stage", "stage_combine": "Combine stages by", "train_positions": "Positions per step",
 }
 
 

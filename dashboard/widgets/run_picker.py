@@ -106,3 +106,13 @@ def evaluation_picker_ui(choice: RunChoice, *, key: str) -> int | None:
     opts = [e for e, _ in choice.evaluations]
     return _select("Evaluation", opts, labels, key=f"{key}_{choice.id}", preferred=opts[0] if opts else None,
                    help="Each evaluation of a run is kept; the latest is shown by default.")
+
+
+def run_and_evaluation_ui(choices: list[RunChoice], *, key: str) -> tuple[RunChoice, int | None]:
+    """The run and its evaluation side by side (Results, Thresholds, Review)."""
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        run = run_picker_ui(choices, key=f"{key}_run")
+    with c2:
+        eval_id = evaluation_picker_ui(run, key=f"{key}_eval")
+    return run, eval_id

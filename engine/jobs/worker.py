@@ -22,7 +22,7 @@ from db import jobs as jq
 from db import runs as rq
 from db import workers as wq
 from db.models import Job
-from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
+from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ class Worker:
                 else:
                     fail_job(s, job_id, reason)
             log.info("job %s ended %s", job_id, jq.get_job(s, job_id).status)
+        if job.kind == "train" and job.run_id is not None:  # a killed training leaves its cache behind
+            (self.ws.run_dir(job.run_id) / FEATURE_CACHE_NAME).unlink(missing_ok=True)
 
     def _watch(self, job_id: int, proc: subprocess.Popen[bytes]) -> str | None:
         """Heartbeat until the child exits; kill it on cancel or when the worker is stopped."""

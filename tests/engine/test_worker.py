@@ -16,13 +16,17 @@ import pytest
 from db import connect
 from db import jobs as jq
 from db.models import utcnow
-from tests.conftest import REPO, TINY_AE, cli
+from engine.workspace import FEATURE_CACHE_NAME
+from tests.conftest import REPO, TINY_AE, TINY_DFR, cli
 
 LONG_AE = ["input_size=64", "epochs=400", "batch_size=2", "num_workers=0"]
+# DFR with its feature cache on and enough epochs to be killed while training.
+LONG_DFR = [s for s in TINY_DFR if not s.startswith(("feature_cache_gb", "epochs"))] + [
+    "feature_cache_gb=1", "epochs=2000"]
 
 
-def _train_args(sets: list[str]) -> list[str]:
-    args = ["train", "--dataset", "tiny", "--model", "ae", "--json"]
+def _train_args(sets: list[str], model: str = "ae") -> list[str]:
+    args = ["train", "--dataset", "tiny", "--model", model, "--json"]
     for s in sets:
         args += ["--set", s]
     return args
@@ -81,6 +85,22 @@ def test_kill_9_of_a_running_child_fails_its_job_and_the_next_job_runs(tiny_home
         worker.kill()
     runs = json.loads(cli("runs", "--json", home=tiny_home).stdout)
     assert {r["status"] for r in runs} == {"failed", "succeeded"}
+
+
+def test_a_killed_dfr_training_leaves_no_feature_cache(tiny_home: Path) -> None:
+    job_id = json.loads(cli(*_train_args(LONG_DFR, "dfr"), home=tiny_home).stdout)["job_id"]
+    sessions = _sessions(tiny_home)
+    with sessions.begin() as s:
+        cache = tiny_home / "runs" / str(jq.get_job(s, job_id).run_id) / FEATURE_CACHE_NAME
+    worker = _start_worker(tiny_home, "--idle-exit", "1")
+    try:
+        _wait_for(lambda: _job(sessions, job_id)[1] > 0.05 and cache.exists(), what="DFR epochs on the cache")
+        os.kill(_job(sessions, job_id)[2], signal.SIGKILL)
+        _wait_for(lambda: _job(sessions, job_id)[0] == "failed", what="failed")
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    assert not cache.exists()
 
 
 def test_cancel_a_running_job_kills_its_child(tiny_home: Path) -> None:
