@@ -135,6 +135,19 @@ class DFR(AnomalyModel):
         self.register_buffer("pos_mean", torch.zeros(g, m, m))  # (G, m, m) training error maps: mean per position
         self.register_buffer("pos_std", torch.ones(g, m, m))  # (G, m, m) ... and their standard deviation
 
+    STATS = ("feat_mean", "feat_std", "err_scale", "pos_mean", "pos_std")  # identity until training sets them
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Older checkpoints load: statistics added since then were unused there (identity), and
+        the position statistics were (m, m) before stage_norm."""
+        for name in self.STATS:
+            t = state_dict.get(prefix + name)
+            if t is None:
+                state_dict[prefix + name] = getattr(self, name).detach().clone()
+            elif name.startswith("pos_") and t.dim() == 2:
+                state_dict[prefix + name] = t.unsqueeze(0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(mean.to(self.feat_mean))
         self.feat_std.copy_(std.clamp_min(1e-6).to(self.feat_std))

@@ -160,3 +160,23 @@ def test_stage_normalisation_weighs_each_stage_equally(lite0_random) -> None:
     assert torch.allclose(out[1], z.mean(0), atol=1e-4)  # mean of the two stages' z-scores
     m.stage_combine = "max"
     assert torch.allclose(m.map_from_features(f, (8, 8))[1], z.amax(0), atol=1e-4)  # the most unusual stage
+
+
+def test_checkpoints_from_before_stage_norm_still_load(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0,), map_size=8)
+    old = DFR(feats, 4, position_norm=True).eval()
+    old.pos_mean.fill_(0.25)
+    state = old.state_dict()
+    state["pos_mean"], state["pos_std"] = state["pos_mean"][0], state["pos_std"][0]  # the old (m, m) layout
+    new = DFR(feats, 4, position_norm=True).eval()
+    new.load_state_dict(state, strict=True)
+    assert new.pos_mean.shape == (1, 8, 8) and float(new.pos_mean.mean()) == 0.25
+
+
+def test_checkpoints_from_before_the_position_statistics_still_load(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0,), map_size=8)
+    state = DFR(feats, 4).state_dict()
+    del state["pos_mean"], state["pos_std"]  # saved before position_norm existed
+    new = DFR(feats, 4).eval()
+    new.load_state_dict(state, strict=True)
+    assert float(new.pos_mean.abs().sum()) == 0 and float(new.pos_std.min()) == 1
