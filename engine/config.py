@@ -132,7 +132,8 @@ PRESETS: dict[str, AEConfig | DFRConfig] = {
     #   + stage_norm, mean of the stages                0.88-0.89 / 0.95
     #   + stage_norm, max of the stages (this preset)   0.90-0.91 / 0.94
     # Not worth it there: 32² map (0.87 / 0.95), 384² input, per-channel standardisation, PCA
-    # 97%, fewer stages, blurring the map, a border margin. train_positions=0.25 trains on a
+    # 97%, fewer stages, blurring the map, a border margin, a 1x1 or 5x5 local average (1x1 with
+    # the mean of the stages: pixel 0.957, image 0.87). train_positions=0.25 trains on a
     # random quarter of the map positions per step: same accuracy, ~4x faster epochs.
     # About 3.8 GB of float16 feature cache per 1000 images while training (bound: feature_cache_gb).
     "dfr": DFRConfig(preset="dfr", input_size=256, map_size=64, epochs=15, batch_size=4, position_norm=True,
