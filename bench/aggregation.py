@@ -38,21 +38,6 @@ def _extractor(cfg: Any, backbone: Any, aggregation: str, device: str) -> torch.
     return StageFeatures(backbone, cfg.stages, cfg.map_size, aggregation, cfg.local_avg).to(device).eval()
 
 
-def _stage_outputs(ext: Any, x: torch.Tensor) -> list[torch.Tensor]:
-    """The raw outputs of the used stages (what StageFeatures.forward aggregates)."""
-    h = ext.bn1(ext.conv_stem((x - ext.mean) / ext.std))
-    outs = []
-    for i, block in enumerate(ext.blocks):
-        h = block(h)
-        if i in ext.stages:
-            outs.append(h)
-    return outs
-
-
-def _aggregate(ext: Any, outs: list[torch.Tensor], in_hw: tuple[int, int]) -> torch.Tensor:
-    return torch.cat([ext._to_map(f, in_hw) for f in outs], dim=1)  # (B, C, m, m)
-
-
 def time_both(preset: str, device: str, size: int, batch: int, reps: int,
               overrides: dict[str, str] | None) -> dict[str, Any]:
     """Aggregation alone (on the same stage outputs) and whole extraction, interleaved."""
@@ -70,13 +55,13 @@ def time_both(preset: str, device: str, size: int, batch: int, reps: int,
         return time.perf_counter() - t
 
     with torch.inference_mode(), CpuClock() as clock:
-        outs = _stage_outputs(ext["ours"], x)
+        outs = ext["ours"].stage_outputs(x)
         for a, f in ext.items():  # warm-up
             f(x)
-            _aggregate(f, outs, in_hw)
+            f.aggregate(outs, in_hw)
         for _ in range(reps):
             for a, f in ext.items():
-                agg[a].append(timed(lambda: _aggregate(f, outs, in_hw)))
+                agg[a].append(timed(lambda: f.aggregate(outs, in_hw)))
                 full[a].append(timed(lambda: f(x)))
     ours, thesis = median(agg["ours"]), median(agg["thesis"])
     ours_f, thesis_f = median(full["ours"]), median(full["thesis"])
@@ -95,12 +80,12 @@ def peak_one(preset: str, aggregation: str, device: str, size: int, batch: int,
     cfg, backbone, x = _setup(preset, device, size, batch, overrides)
     f = _extractor(cfg, backbone, aggregation, device)
     with torch.inference_mode():
-        outs = _stage_outputs(f, x) if mode == "aggregation" else None
+        outs = f.stage_outputs(x) if mode == "aggregation" else None
         probe = MemoryProbe(device)
         probe.start()
         t = time.perf_counter()
         if outs is not None:
-            _aggregate(f, outs, (size, size))
+            f.aggregate(outs, (size, size))
         else:
             f(x)
         sync(device)

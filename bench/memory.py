@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+
 def _status_kb(key: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

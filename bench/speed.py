@@ -76,7 +76,6 @@ def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool =
     from bench.models import forward_peak, forward_sweep, load_batch
     from bench.variants import variant_rows
     from engine.checkpoint import load_model
-
     from engine.eval_data import prepare_model
 
     base_mb = rss_mb()

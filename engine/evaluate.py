@@ -126,7 +126,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     import torch
 
     from engine.checkpoint import load_model
-    from engine.eval_data import make_eval_loader, maybe_compile, model_input, prepare_model
+    from engine.eval_data import make_eval_loader, maybe_compile, prepare_model
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)

@@ -120,7 +120,8 @@ def _train_loop(cfg, model, batches: Callable[[int], Iterator[torch.Tensor]], st
             scaler.update()
             sched.step()
             total, count = total + float(loss.detach()) * x.shape[0], count + x.shape[0]
-            clock.tick(x.shape[0], epoch=epoch, step=step, steps=steps_per_epoch, loss=float(loss.detach()), phase="train")
+            clock.tick(x.shape[0], epoch=epoch, step=step, steps=steps_per_epoch, loss=float(loss.detach()),
+                       phase="train")
         if not math.isfinite(total):
             raise UserError(f"training diverged (loss {total}) at epoch {epoch}; try a lower lr")
         history.append(total / max(count, 1))

@@ -79,16 +79,23 @@ class StageFeatures(nn.Module):
             f = f[..., :m, :m]  # even k pads one extra row/column
         return f
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = (x - self.mean) / self.std
-        h = self.bn1(self.conv_stem(h))
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The raw outputs of the used stages, at their own resolutions."""
+        h = self.bn1(self.conv_stem((x - self.mean) / self.std))
         out = []
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i in self.stages:
-                out.append(self._to_map(h, tuple(x.shape[-2:])))
-        return torch.cat(out, dim=1).float()  # (B, C, m, m)
+                out.append(h)
+        return out
+
+    def aggregate(self, outs: list[torch.Tensor], in_hw: tuple[int, int]) -> torch.Tensor:
+        """Stage outputs -> (B, C, m, m): each brought to the map, then concatenated."""
+        return torch.cat([self._to_map(f, in_hw) for f in outs], dim=1).float()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aggregate(self.stage_outputs(x), tuple(x.shape[-2:]))  # (B, C, m, m)
 
 
 class FeatureCAE(nn.Module):
