@@ -166,7 +166,8 @@ def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callabl
 @torch.no_grad()
 def _error_statistics(model: torch.nn.Module, cfg: DFRConfig, batches: Callable[[int], Iterator[torch.Tensor]],
                       n: int, device: torch.device) -> None:
-    """Training-image error statistics the anomaly map is normalised with (residual_norm, position_norm)."""
+    """Training-image error statistics the anomaly map is normalised with (residual_norm, position_norm,
+    image_median)."""
     model.eval()
     if cfg.residual_norm:  # mean squared error per channel
         total = torch.zeros(model.err_scale.shape[0], dtype=torch.float64)
@@ -189,6 +190,12 @@ def _error_statistics(model: torch.nn.Module, cfg: DFRConfig, batches: Callable[
         std = torch.maximum(var.sqrt(), floor)
         model.pos_mean.copy_(mean.float())
         model.pos_std.copy_(std.float())
+    if cfg.image_median:  # the largest median any OK training image's map has, per group
+        cap = torch.full(model.median_cap.shape, -float("inf"), dtype=torch.float64)
+        for x in batches(0):
+            med = model.image_medians(model.stage_maps(x.to(device), subtract_median=False)).double().cpu()
+            cap = torch.maximum(cap, med.amax(dim=0))  # (G,)
+        model.median_cap.copy_(cap.float())
 
 
 def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress) -> tuple:

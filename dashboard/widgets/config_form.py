@@ -29,6 +29,7 @@ LABELS = {
     "residual_norm": "Normalise residuals", "border_margin": "Border margin (px)",
     "weight_decay": "Weight decay", "stages": "Backbone stages", "position_norm": "Z-score per position",
     "stage_norm": "Z-score per stage", "stage_combine": "Combine stages by", "train_positions": "Positions per step",
+    "image_median": "Subtract image median", "score_combine": "Score: combine stages by",
 }
 
 

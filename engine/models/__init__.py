@@ -32,4 +32,4 @@ def build_dfr(cfg: "DFRConfig", features: "StageFeatures", latent_dim: int) -> A
     return DFR(features, latent_dim, score=cfg.score, topk_ratio=cfg.topk_ratio, border_margin=cfg.border_margin,
                feature_standardise=cfg.feature_standardise, residual_norm=cfg.residual_norm,
                position_norm=cfg.position_norm, stage_norm=cfg.stage_norm,
-               stage_combine=cfg.stage_combine)
+               stage_combine=cfg.stage_combine, image_median=cfg.image_median, score_combine=cfg.score_combine)

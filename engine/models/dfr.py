@@ -9,7 +9,10 @@ reconstructs them. Anomaly map: squared error averaged over channels, upsampled 
 Options (all off in the literal thesis presets): per-channel feature standardisation, error
 scaled per channel (residual_norm), and a z-score per map position judged by the OK training
 images (position_norm) — of the whole map, or of each stage's map, averaged over the stages
-(stage_norm: every scale weighs the same, whatever its channel count; combined by mean or max).
+(stage_norm: every scale weighs the same, whatever its channel count; combined by mean or max);
+each image's own median taken off its map (image_median: what stands out from this part's
+background); and an image score from a different combination of the stages than the heatmap
+(score_combine, e.g. heatmap = mean of the stages, score = max of the most unusual stage).
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ class DFR(AnomalyModel):
 
     def __init__(self, features: StageFeatures, latent_dim: int, score: str = "max", topk_ratio: float = 0.01,
                  border_margin: int = 0, feature_standardise: bool = False, residual_norm: bool = False,
-                 position_norm: bool = False, stage_norm: bool = False, stage_combine: str = "mean") -> None:
+                 position_norm: bool = False, stage_norm: bool = False, stage_combine: str = "mean",
+                 image_median: bool = False, score_combine: str = "map") -> None:
         super().__init__()
         if score not in ("max", "topk"):
             raise ValueError(f"unknown score rule {score!r}")
@@ -130,9 +134,12 @@ class DFR(AnomalyModel):
         self.feature_standardise, self.residual_norm = feature_standardise, residual_norm
         if stage_combine not in ("mean", "max"):
             raise ValueError(f"unknown stage_combine {stage_combine!r}")
+        if score_combine not in ("map", "mean", "max"):
+            raise ValueError(f"unknown score_combine {score_combine!r}")
         if stage_norm and not position_norm:
             raise ValueError("stage_norm refines position_norm: switch position_norm on too")
         self.position_norm, self.stage_norm, self.stage_combine = position_norm, stage_norm, stage_combine
+        self.image_median, self.score_combine = image_median, score_combine
         c, m = features.out_channels, features.map_size
         g = len(features.channels) if stage_norm else 1  # error maps normalised separately
         # Training statistics (set by training; identity until then).
@@ -141,8 +148,9 @@ class DFR(AnomalyModel):
         self.register_buffer("err_scale", torch.ones(c))  # (C,) mean training squared error per channel
         self.register_buffer("pos_mean", torch.zeros(g, m, m))  # (G, m, m) training error maps: mean per position
         self.register_buffer("pos_std", torch.ones(g, m, m))  # (G, m, m) ... and their standard deviation
+        self.register_buffer("median_cap", torch.full((g,), float("inf")))  # (G,) largest OK training median
 
-    STATS = ("feat_mean", "feat_std", "err_scale", "pos_mean", "pos_std")  # identity until training sets them
+    STATS = ("feat_mean", "feat_std", "err_scale", "pos_mean", "pos_std", "median_cap")  # identity until trained
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Older checkpoints load: statistics added since then were unused there (identity), and
@@ -190,20 +198,55 @@ class DFR(AnomalyModel):
             return err.mean(dim=1, keepdim=True)
         return torch.stack([part.mean(dim=1) for part in err.split(self.features.channels, dim=1)], dim=1)
 
-    def map_from_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-        """Raw features (B, C, m, m) -> anomaly map (B, H, W) at `out_hw`, ROI applied.
+    def stage_maps(self, f: torch.Tensor, subtract_median: bool = True) -> torch.Tensor:
+        """Raw features (B, C, m, m) -> the normalised error maps of the groups (B, G, m, m).
 
-        With position_norm the map is a z-score per map position (how unusual this error is
-        *here*, judged by the OK training images), which removes the CNN's border artefacts and
-        any fixed layout of the part from the score; with stage_norm, one z-score per stage,
-        combined by their mean or their max (the most unusual scale at each position).
+        With position_norm a z-score per map position (how unusual this error is *here*, judged
+        by the OK training images), which removes the CNN's border artefacts and any fixed layout
+        of the part; with image_median, minus the image's own median per group, capped at the
+        largest median of an OK training image: a part whose whole surface is noisier (lighting,
+        focus, texture) is judged against its own background, while a surface more unusual
+        overall than any OK part keeps the excess.
         """
         maps = self.raw_maps(f)  # (B, G, m, m)
         if self.position_norm:
             maps = (maps - self.pos_mean) / self.pos_std
-        amap = maps.amax(dim=1) if self.stage_combine == "max" else maps.mean(dim=1)  # (B, m, m)
+        if self.image_median and subtract_median:
+            med = torch.minimum(self.image_medians(maps), self.median_cap.to(maps.dtype))  # (B, G)
+            maps = maps - med[..., None, None]
+        return maps
+
+    def image_medians(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, G, m, m) -> (B, G): median of each map over the positions inside the ROI."""
+        flat = maps.flatten(2)  # (B, G, m*m)
+        if self.roi is not None:
+            inside = F.adaptive_avg_pool2d(self.roi.float()[None, None], maps.shape[-2:])[0, 0] >= 0.5
+            if bool(inside.any()):
+                flat = flat[..., inside.flatten()]
+        return flat.median(dim=-1).values
+
+    def _combined(self, maps: torch.Tensor, how: str, out_hw: tuple[int, int]) -> torch.Tensor:
+        """(B, G, m, m) -> (B, H, W): groups combined by their mean or max, upsampled, ROI applied."""
+        amap = maps.amax(dim=1) if how == "max" else maps.mean(dim=1)  # (B, m, m)
         amap = F.interpolate(amap[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]  # (B, H, W)
         return self.apply_roi(amap.float())
+
+    def map_from_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """Raw features (B, C, m, m) -> anomaly map (B, H, W) at `out_hw`, ROI applied.
+
+        With stage_norm the stages' z-scores are combined by their mean or their max (the most
+        unusual scale at each position).
+        """
+        return self._combined(self.stage_maps(f), self.stage_combine, out_hw)
+
+    def predict_features(self, f: torch.Tensor, out_hw: tuple[int, int]) -> Prediction:
+        """Raw features (B, C, m, m) -> Prediction: the heatmap, and the score from the heatmap or
+        from the stages combined by `score_combine`."""
+        maps = self.stage_maps(f)
+        amap = self._combined(maps, self.stage_combine, out_hw)
+        same = self.score_combine in ("map", self.stage_combine)
+        score_map = amap if same else self._combined(maps, self.score_combine, out_hw)
+        return Prediction(score=self.score_from_map(score_map), anomaly_map=amap)
 
     def score_from_map(self, amap: torch.Tensor) -> torch.Tensor:
         """(B, H, W) -> (B,): max or top-k mean inside the ROI and away from the border margin."""
@@ -222,8 +265,7 @@ class DFR(AnomalyModel):
         if self.training:
             return self.loss(x)
         with torch.no_grad():  # inference only: no autograd graph kept
-            amap = self.map_from_features(self.features(x), tuple(x.shape[-2:]))
-            return Prediction(score=self.score_from_map(amap), anomaly_map=amap)
+            return self.predict_features(self.features(x), tuple(x.shape[-2:]))
 
 
 class FeatureStats:

@@ -83,8 +83,10 @@ def test_draw_save_then_erase_and_save_again(app_page: Any, app_server: AppServe
     assert (drawn | before).sum() == drawn.sum() and drawn.sum() > before.sum(), "nothing else was removed"
     screenshot(page, "annotate-drawn")
 
+    expect(page.get_by_text("unsaved draft")).to_have_count(0)  # saved: no draft left
     run_and_wait(page, page.get_by_role("radio", name="Eraser").click)
     _drag(page, page.locator("canvas.upper-canvas"), (0.5, 0.1), (0.5, 0.5))  # across the stroke
+    expect(page.get_by_text("unsaved draft")).to_be_visible()  # the erase reached the app before saving
     _save(page)
     v2, _, _, erased = _latest_mask(app_server, image_id, hw)
     assert v2 == v1 + 1

@@ -162,6 +162,41 @@ def test_stage_normalisation_weighs_each_stage_equally(lite0_random) -> None:
     assert torch.allclose(m.map_from_features(f, (8, 8))[1], z.amax(0), atol=1e-4)  # the most unusual stage
 
 
+def test_image_median_is_taken_off_each_stage_up_to_the_training_cap(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0, 1), map_size=8)
+    m = DFR(feats, 4, position_norm=True, stage_norm=True, image_median=True).eval()
+    f = torch.rand(3, 40, 8, 8)
+    z = m.stage_maps(f, subtract_median=False)  # (3, 2, 8, 8): no training statistics yet, raw errors
+    med = z.flatten(2).median(dim=-1).values  # (3, 2)
+    assert torch.allclose(m.stage_maps(f), z - med[..., None, None])  # no cap: the whole median
+    m.median_cap.copy_(med[0])  # as if image 0 were the noisiest OK training image
+    capped = m.stage_maps(f)
+    for i in range(3):
+        expect = z[i] - torch.minimum(med[i], med[0])[:, None, None]
+        assert torch.allclose(capped[i], expect)
+    assert torch.allclose(m.map_from_features(f, (8, 8)), capped.mean(1))
+    m.set_roi(torch.zeros(8, 8, dtype=torch.bool).index_fill_(1, torch.arange(4), True))  # left half
+    assert torch.allclose(m.image_medians(z), z[..., :4].flatten(2).median(dim=-1).values)
+
+
+def test_the_image_score_can_combine_the_stages_differently_from_the_heatmap(lite0_random) -> None:
+    feats = StageFeatures(lite0_random, (0, 1), map_size=8)
+    with pytest.raises(ValueError, match="score_combine"):
+        DFR(feats, 4, position_norm=True, stage_norm=True, score_combine="median")
+    m = DFR(feats, 4, position_norm=True, stage_norm=True, stage_combine="mean", score_combine="max").eval()
+    f = torch.rand(2, 40, 8, 8)
+    z = m.stage_maps(f)  # (2, 2, 8, 8)
+    pred = m.predict_features(f, (8, 8))
+    assert torch.allclose(pred.anomaly_map, z.mean(1))  # the heatmap: mean of the stages
+    assert torch.allclose(pred.score, z.amax(1).flatten(1).amax(1))  # the score: the most unusual stage
+    assert bool((pred.score > pred.anomaly_map.flatten(1).amax(1)).all())
+    m.score_combine = "map"
+    assert torch.allclose(m.predict_features(f, (8, 8)).score, z.mean(1).flatten(1).amax(1))
+    one = DFR(feats, 4, position_norm=True, score_combine="max").eval()  # one map: nothing else to combine
+    pred = one.predict_features(f, (8, 8))
+    assert torch.allclose(pred.score, pred.anomaly_map.flatten(1).amax(1))
+
+
 def test_checkpoints_from_before_stage_norm_still_load(lite0_random) -> None:
     feats = StageFeatures(lite0_random, (0,), map_size=8)
     old = DFR(feats, 4, position_norm=True).eval()
@@ -176,7 +211,8 @@ def test_checkpoints_from_before_stage_norm_still_load(lite0_random) -> None:
 def test_checkpoints_from_before_the_position_statistics_still_load(lite0_random) -> None:
     feats = StageFeatures(lite0_random, (0,), map_size=8)
     state = DFR(feats, 4).state_dict()
-    del state["pos_mean"], state["pos_std"]  # saved before position_norm existed
+    del state["pos_mean"], state["pos_std"], state["median_cap"]  # saved before position_norm existed
     new = DFR(feats, 4).eval()
     new.load_state_dict(state, strict=True)
     assert float(new.pos_mean.abs().sum()) == 0 and float(new.pos_std.min()) == 1
+    assert bool(torch.isinf(new.median_cap).all())

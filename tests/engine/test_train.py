@@ -83,6 +83,19 @@ def test_dfr_stage_norm_keeps_statistics_per_stage(tmp_path) -> None:
         make_config("dfr", overrides=dict(CONFIGS["dfr"], position_norm="false", stage_norm="true"))
 
 
+def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=4)
+    overrides = dict(CONFIGS["dfr"], stages="1,2", position_norm="true", stage_norm="true", image_median="true",
+                     stage_combine="mean", score_combine="max", enhance="false")
+    result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
+    loaded, cfg = load_model(result.checkpoint, device="cpu")
+    assert loaded.image_median and loaded.score_combine == "max" and cfg.score_combine == "max"
+    _, x = next(iter(make_loader(paths, cfg, train=False, batch_size=4)))
+    with torch.no_grad():
+        medians = loaded.image_medians(loaded.stage_maps(loaded.features(x), subtract_median=False))  # (4, 2)
+    assert torch.allclose(loaded.median_cap, medians.amax(dim=0), atol=2e-3)  # training read float16 features
+
+
 def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
     cfg = make_config("ae", overrides=CONFIGS["ae"])
     with pytest.raises(UserError, match="no OK training images"):
