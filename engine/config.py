@@ -296,3 +296,21 @@ def field_help(cfg_type: type) -> dict[str, str]:
 def field_choices(cfg_type: type) -> dict[str, tuple[str, ...]]:
     """Allowed values of the fields that have a fixed set of choices."""
     return {f.name: f.metadata["choices"] for f in dataclasses.fields(cfg_type) if "choices" in f.metadata}
+
+
+def score_rule(stored: dict[str, Any]) -> str:
+    """How a run's image score comes from its heatmap, in one sentence for the pages ("" when the
+    stored config cannot be read)."""
+    names = {f.name for f in dataclasses.fields(CONFIG_TYPES.get(stored.get("model"), AEConfig))}
+    try:  # a run's stored config also holds the image rule
+        cfg = config_from_dict({k: v for k, v in stored.items() if k in names})
+    except (UserError, ValueError, TypeError):
+        return ""
+    if isinstance(cfg, AEConfig):
+        k = max(1, round(cfg.topk_at_512 * (cfg.input_size / 512) ** 2))
+        return f"Image score: mean of the {k} largest pixel errors of the heatmap."
+    peak = "largest value" if cfg.score == "max" else f"mean of the top {100 * cfg.topk_ratio:.3g} %"
+    if cfg.stage_norm and cfg.score_combine not in ("map", cfg.stage_combine):
+        return (f"Image score: {peak} of the stages' z-scores combined by their {cfg.score_combine}; the "
+                f"heatmap shows them combined by their {cfg.stage_combine}, so its peak is not the score.")
+    return f"Image score: {peak} of the heatmap."

@@ -67,6 +67,7 @@ with tabs[1]:
         st.subheader(data.names[i])
         st.markdown(f"Label when evaluated: **{kind}** · score **{data.scores[i]:.4g}** · "
                     f"outcome **{outc[i]}** · rank {i + 1} of {data.n} · image id {img_id}")
+        st.caption(run.score_rule)
         detail_ui(data, i, mask_path=mask_path, pixel_threshold=thr.pixel if thr else None,
                   key="results_detail")
 

@@ -58,6 +58,7 @@ if i is not None:
     st.divider()
     img_id = int(data.image_ids[i])
     st.subheader(data.names[i])
+    st.caption(run.score_rule)
     actions_ui(data, i, str(outc[i]), run_id=run.id, order=order, sel_key=selected_key(key, data),
                now=now.get(img_id), mark=done.get(img_id))
     with sessions().begin() as s:

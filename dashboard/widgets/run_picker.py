@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dashboard.state import SELECTED_RUN
 from db import datasets as dq
 from db import runs as rq
+from engine.config import score_rule
 
 RUN_KEY = SELECTED_RUN  # int: the run Results / Thresholds / Review show
 COMPARE_KEY = "qa_compare_run_id"  # int | None: the second run on Results
@@ -31,6 +32,7 @@ class RunChoice:
     dataset_id: int
     parent_run_id: int | None
     evaluations: tuple[tuple[int, str], ...]  # (evaluation id, label), newest first
+    score_rule: str = ""  # how the image score comes from the heatmap (engine.config.score_rule)
 
 
 def run_choices(session: Session) -> list[RunChoice]:
@@ -52,7 +54,7 @@ def run_choices(session: Session) -> list[RunChoice]:
                    + (" (latest)" if i == 0 else ""))
             for i, e in enumerate(evs))
         out.append(RunChoice(run.id, label, run.model, run.preset, names.get(run.dataset_id, "?"),
-                             run.dataset_id, run.parent_run_id, ev_labels))
+                             run.dataset_id, run.parent_run_id, ev_labels, score_rule(run.config)))
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import (PRESETS, AEConfig, DFRConfig, config_from_dict, config_to_dict, field_help,
-                           make_config, parse_overrides)
+                           make_config, parse_overrides, score_rule)
 from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +96,13 @@ def test_importing_config_does_not_import_torch() -> None:
     code = "import sys, engine.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
+    dfr = config_to_dict(PRESETS["dfr"])
+    assert "combined by their max" in score_rule(dfr) and "its peak is not the score" in score_rule(dfr)
+    literal = config_to_dict(PRESETS["dfr-128"])
+    assert score_rule(literal) == "Image score: largest value of the heatmap."
+    assert "mean of the 375 largest pixel errors" in score_rule(config_to_dict(PRESETS["ae"]))  # 1500 at 512²
+    assert score_rule(dfr | {"image_rule": {"resize": "stretch"}}) == score_rule(dfr)  # a run's stored config
+    assert score_rule({"model": "cnn"}) == ""  # unreadable stored config: nothing to say
