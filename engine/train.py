@@ -130,7 +130,7 @@ def _train_loop(cfg, model, batches: Callable[[int], Iterator[torch.Tensor]], st
     return history
 
 
-def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: Progress, roi) -> tuple:
+def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: Progress) -> tuple:
     from engine.models import build_ae
 
     model = build_ae(cfg).to(device)
@@ -198,7 +198,8 @@ def _error_statistics(model: torch.nn.Module, cfg: DFRConfig, batches: Callable[
         model.median_cap.copy_(cap.float())
 
 
-def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress) -> tuple:
+def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress,
+               roi: np.ndarray | None) -> tuple:
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.feature_cache import FeatureCache, feature_pass
     from engine.models import build_dfr, build_features
@@ -235,6 +236,8 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 return (feats(x.to(device)) for _, x in loader)
 
         history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
+        if roi is not None:  # the image medians of the statistics count the ROI's positions only
+            model.set_roi(torch.as_tensor(np.asarray(roi, dtype=bool)))
         _error_statistics(model, cfg, batches, n, device)
     finally:
         if cache is not None:
@@ -258,9 +261,9 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if config.model == "ae":
-        model, history, info = _train_ae(config, paths, device, progress, roi)
+        model, history, info = _train_ae(config, paths, device, progress)
     else:
-        model, history, info = _train_dfr(config, paths, run_dir, device, progress)
+        model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi)
     if roi is not None:
         model.set_roi(torch.as_tensor(np.asarray(roi, dtype=bool)))
     seconds = time.perf_counter() - t0

@@ -87,9 +87,12 @@ def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
     paths = _write_images(tmp_path / "imgs", n=4)
     overrides = dict(CONFIGS["dfr"], stages="1,2", position_norm="true", stage_norm="true", image_median="true",
                      stage_combine="mean", score_combine="max", enhance="false")
-    result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
+    roi = np.zeros((64, 64), dtype=bool)
+    roi[:, :24] = True  # the left 3/8: its medians differ from the whole map's
+    result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run", roi=roi)
     loaded, cfg = load_model(result.checkpoint, device="cpu")
     assert loaded.image_median and loaded.score_combine == "max" and cfg.score_combine == "max"
+    assert loaded.roi is not None
     _, x = next(iter(make_loader(paths, cfg, train=False, batch_size=4)))
     with torch.no_grad():
         medians = loaded.image_medians(loaded.stage_maps(loaded.features(x), subtract_median=False))  # (4, 2)
