@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench.common import CpuClock, median, sync
+from bench.common import CpuClock, median, sync, timed_call
 from bench.memory import MemoryProbe
 
 
@@ -47,13 +47,6 @@ def time_both(preset: str, device: str, size: int, batch: int, reps: int,
     agg: dict[str, list[float]] = {a: [] for a in ext}
     full: dict[str, list[float]] = {a: [] for a in ext}
 
-    def timed(fn: Any) -> float:
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - t
-
     with torch.inference_mode(), CpuClock() as clock:
         outs = ext["ours"].stage_outputs(x)
         for a, f in ext.items():  # warm-up
@@ -61,8 +54,8 @@ def time_both(preset: str, device: str, size: int, batch: int, reps: int,
             f.aggregate(outs, in_hw)
         for _ in range(reps):
             for a, f in ext.items():
-                agg[a].append(timed(lambda: f.aggregate(outs, in_hw)))
-                full[a].append(timed(lambda: f(x)))
+                agg[a].append(timed_call(lambda: f.aggregate(outs, in_hw), device)[0])
+                full[a].append(timed_call(lambda: f(x), device)[0])
     ours, thesis = median(agg["ours"]), median(agg["thesis"])
     ours_f, thesis_f = median(full["ours"]), median(full["thesis"])
     return {"preset": preset, "backbone": cfg.backbone, "size": size, "map_size": cfg.map_size, "batch": batch,

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ def machine() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- timing
 
+def timed_call(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """(wall s, process CPU s) of one call, the device synchronised before and after."""
+    sync(device)
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -143,6 +153,20 @@ def median(xs: list[float]) -> float:
 # ---------------------------------------------------------------- isolation
 
 INLINE = {"on": False}  # set by --inline: call measurements in this process (smoke tests only)
+
+
+def add_run_options(p: Any) -> None:
+    """`--quiet-wait` and `--inline`, the options every isolated-measurement script shares."""
+    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement wait up to this long until other processes keep "
+                        "< 0.3 cores busy (shared machines)")
+    p.add_argument("--inline", action="store_true",
+                   help="no fresh subprocess per measurement (memory peaks mix): for smoke tests")
+
+
+def apply_run_options(args: Any) -> None:
+    INLINE["on"] = args.inline
+    QUIET["max_wait_s"] = args.quiet_wait
 
 
 EXACT_RSS_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # glibc: blocks >= 64 KiB mmapped, unmapped on free

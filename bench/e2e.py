@@ -51,9 +51,10 @@ def measure_e2e(model: torch.nn.Module, checkpoint: Path, items: list[EvalItem],
         loads.append(clock.load)
         cores.append(clock.cpu / max(clock.wall, 1e-9))
     m = res.metrics if res is not None else {}
+    bare_img_s = [b["img_per_s"] for b in bare]
     return {"batch": batch, "n": len(items), "img_per_s": median(e2e),
-            "bare_img_per_s": median([b["img_per_s"] for b in bare]), "ratio": median(ratios),
-            "ratios": ratios, "runs_img_per_s": e2e, "bare_runs_img_per_s": [b["img_per_s"] for b in bare],
+            "bare_img_per_s": median(bare_img_s), "ratio": median(ratios),
+            "ratios": ratios, "runs_img_per_s": e2e, "bare_runs_img_per_s": bare_img_s,
             "bare_cpu_share": [b["cpu_share"] for b in bare], "stream_s": median(stream), "post_s": median(post),
             "load_s": load_s, "cpu_cores_used": round(median(cores), 2),
             "cpu_share": round(median(cores) / max(threads, 1), 2), "load1": max(loads) if loads else None,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import CpuClock, load1, median, sync
+from bench.common import CpuClock, load1, median, sync, timed_call
 from bench.memory import MemoryProbe
 from engine.config import AEConfig, DFRConfig, PRESETS, make_config
 
@@ -131,14 +131,6 @@ def measure_training(cfg: AEConfig | DFRConfig, paths: list[Path], run_dir: Path
     return out, result
 
 
-def _timed_call(fn: Any, device: str) -> tuple[float, float]:
-    """(wall s, process CPU s) of one call."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
 def _forward_fn(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str, amp: bool,
                 calls: int = 1) -> Any:
     from engine.eval_data import model_input
@@ -175,7 +167,7 @@ def forward_sweep(model: torch.nn.Module, x: torch.Tensor, batches: list[int], d
     threads = torch.get_num_threads()
     for _ in range(reps):
         for b, fn in fns.items():
-            w, c = _timed_call(fn, device)
+            w, c = timed_call(fn, device)
             walls[b].append(w)
             shares[b].append(c / max(w * threads, 1e-9))
         loads.append(load1())

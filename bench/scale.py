@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CpuClock, machine, run_isolated, table, write_json
+from bench.common import CpuClock, add_run_options, machine, run_isolated, table, write_json
 from bench.memory import MemoryProbe
 
 
@@ -150,17 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of both presets (e.g. num_workers=0)")
     p.add_argument("--no-pixel", action="store_true", help="skip the pixel-metrics measurement")
-    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
-                   help="before each measurement wait up to this long until other processes keep "
-                        "< 0.3 cores busy (shared machines)")
-    p.add_argument("--inline", action="store_true",
-                   help="no fresh subprocess per measurement (memory peaks mix): for smoke tests")
+    add_run_options(p)
     p.add_argument("--json", type=Path, default=None, help="write results here (default bench/results/scale.json)")
     args = p.parse_args(argv)
-    from bench.common import INLINE, QUIET
+    from bench.common import QUIET, apply_run_options
 
-    INLINE["on"] = args.inline
-    QUIET["max_wait_s"] = args.quiet_wait
+    apply_run_options(args)
     from engine.config import parse_overrides
 
     overrides = parse_overrides(args.set)

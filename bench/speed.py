@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import EXACT_RSS_ENV, machine, run_isolated, table, write_json
+from bench.common import EXACT_RSS_ENV, add_run_options, machine, run_isolated, table, write_json
 
 QUICK = {"n_train": 8, "n_eval": 8, "batches": [1, 4], "reps": 2, "e2e_runs": 1}
 FULL_256 = {"n_train": 32, "n_eval": 64, "batches": [1, 2, 4, 8, 16], "reps": 5, "e2e_runs": 3}
@@ -206,17 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agg-size", type=int, default=512, help="input side for the aggregation comparison")
     p.add_argument("--agg-batch", type=int, default=1, help="batch for the aggregation comparison")
     p.add_argument("--no-aggregation", action="store_true")
-    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
-                   help="before each measurement wait up to this long until other processes keep "
-                        "< 0.3 cores busy (shared machines)")
-    p.add_argument("--inline", action="store_true",
-                   help="no fresh subprocess per measurement (memory peaks mix): for smoke tests")
+    add_run_options(p)
     p.add_argument("--json", type=Path, default=None, help="write results here (default bench/results/speed.json)")
     args = p.parse_args(argv)
-    from bench.common import INLINE, QUIET
+    from bench.common import QUIET, apply_run_options
 
-    INLINE["on"] = args.inline
-    QUIET["max_wait_s"] = args.quiet_wait
+    apply_run_options(args)
     from engine.config import PRESETS, parse_overrides
 
     overrides = parse_overrides(args.set)

@@ -288,6 +288,11 @@ def config_from_dict(d: dict[str, Any]) -> AEConfig | DFRConfig:
     return _with_values(cfg_type, {}, dict(d), "stored config")
 
 
+def config_from_run(stored: dict[str, Any]) -> AEConfig | DFRConfig:
+    """A run's stored config (`config_to_dict` plus the image rule, see `submit_train`)."""
+    return config_from_dict({k: v for k, v in stored.items() if k != "image_rule"})
+
+
 def field_help(cfg_type: type) -> dict[str, str]:
     """Help text per field name, for the CLI and the dashboard's Train page."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cfg_type)}
@@ -301,9 +306,8 @@ def field_choices(cfg_type: type) -> dict[str, tuple[str, ...]]:
 def score_rule(stored: dict[str, Any]) -> str:
     """How a run's image score comes from its heatmap, in one sentence for the pages ("" when the
     stored config cannot be read)."""
-    names = {f.name for f in dataclasses.fields(CONFIG_TYPES.get(stored.get("model"), AEConfig))}
-    try:  # a run's stored config also holds the image rule
-        cfg = config_from_dict({k: v for k, v in stored.items() if k in names})
+    try:
+        cfg = config_from_run(stored)
     except (UserError, ValueError, TypeError):
         return ""
     if isinstance(cfg, AEConfig):

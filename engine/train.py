@@ -130,10 +130,18 @@ def _train_loop(cfg, model, batches: Callable[[int], Iterator[torch.Tensor]], st
     return history
 
 
-def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: Progress) -> tuple:
+def _set_roi(model: torch.nn.Module, roi: np.ndarray | None) -> None:
+    """Attach the ROI as soon as the model exists: the DFR statistics count its positions only."""
+    if roi is not None:
+        model.set_roi(torch.as_tensor(np.asarray(roi, dtype=bool)))
+
+
+def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: Progress,
+              roi: np.ndarray | None) -> tuple:
     from engine.models import build_ae
 
     model = build_ae(cfg).to(device)
+    _set_roi(model, roi)
     loader = make_loader(paths, cfg, train=True)
     clock = _Clock(progress, cfg.epochs, {"train": cfg.epochs * len(paths)})
 
@@ -220,6 +228,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
         clock.tick(0, epoch=0, step=1, steps=1, loss=float("nan"), phase="pca")
         log.info("DFR: %d channels, PCA %.0f%% -> d=%d, using d=%d", c, 100 * cfg.pca_variance, pca_d, d)
         model = build_dfr(cfg, feats, d).to(device)
+        _set_roi(model, roi)
         model.set_feature_stats(stats.mean.float(), stats.std.float())
         bs = cfg.batch_size
         steps = math.ceil(n / bs)
@@ -236,8 +245,6 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 return (feats(x.to(device)) for _, x in loader)
 
         history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
-        if roi is not None:  # the image medians of the statistics count the ROI's positions only
-            model.set_roi(torch.as_tensor(np.asarray(roi, dtype=bool)))
         _error_statistics(model, cfg, batches, n, device)
     finally:
         if cache is not None:
@@ -261,11 +268,9 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if config.model == "ae":
-        model, history, info = _train_ae(config, paths, device, progress)
+        model, history, info = _train_ae(config, paths, device, progress, roi)
     else:
         model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi)
-    if roi is not None:
-        model.set_roi(torch.as_tensor(np.asarray(roi, dtype=bool)))
     seconds = time.perf_counter() - t0
     info = {
         **info,

@@ -19,7 +19,7 @@ from db import jobs as jq
 from db import masks as mq
 from db import runs as rq
 from db.models import Image, Mask, RegionOfInterest
-from engine.config import config_from_dict
+from engine.config import config_from_run
 from engine.errors import UserError
 from engine.images import read_mask, resize_mask, sha256_file
 from engine.workspace import Workspace
@@ -97,7 +97,7 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
         job = jq.get_job(s, job_id)
         run = rq.set_run_status(s, job.run_id, "running")
         run_id, dataset_id, snapshot, evaluation_id = run.id, run.dataset_id, dict(run.snapshot), job.evaluation_id
-        cfg = config_from_dict({k: v for k, v in run.config.items() if k != "image_rule"})
+        cfg = config_from_run(run.config)
         train_images = dq.images_by_ids(s, snapshot["train"])
         roi = load_roi(s, dataset_id, snapshot.get("roi"))
     if roi is not None:  # drawn on a reference image of any size; the model works at input size
@@ -144,7 +144,7 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
         ev.status = "running"
         run = rq.get_run(s, ev.run_id)
         run_id, checkpoint, dataset_id = run.id, Path(run.checkpoint or ""), ev.dataset_id
-        cfg = config_from_dict({k: v for k, v in run.config.items() if k != "image_rule"})
+        cfg = config_from_run(run.config)
         if snapshot is not None and dataset_id == run.dataset_id:
             test = dq.images_by_ids(s, snapshot["test"])
             masks = _mask_paths(s, test, snapshot.get("masks", {}))
