@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -77,6 +77,22 @@ class ImageDataset(Dataset):
 def _worker_init(_: int) -> None:
     """Decoding workers stay single-threaded: the parent owns the cores for the model."""
     torch.set_num_threads(1)
+
+
+def iterate(loader: DataLoader) -> Iterator:
+    """The batches of `loader`; if iterating stops early (an unreadable image raised, a consumer
+    broke off), its worker processes are stopped at once.
+
+    Otherwise they live on until the exception's traceback is freed, which in a long-lived
+    caller can be never: the workers are forks holding every file descriptor the caller had.
+    """
+    it = iter(loader)
+    try:
+        yield from it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
 
 
 def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: int | None = None,

@@ -77,11 +77,12 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
     """Inference over one loader; maps go to `on_map` (e.g. the writer) and the range scanner."""
     import torch
 
+    from engine.data import iterate
     from engine.eval_data import model_input
 
     autocast = torch.autocast("cuda", enabled=amp and device.type == "cuda")
     with torch.inference_mode(), autocast:
-        for batch in loader:
+        for batch in iterate(loader):
             idx = batch["i"].tolist()
             for i, err, mpath, merr in zip(idx, batch["err"], batch["mask_path"],
                                            batch["mask_err"]):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from engine.data import iterate
 from engine.models.dfr import FeatureStats, StageFeatures
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def feature_pass(features: StageFeatures, loader: DataLoader, device: torch.devi
     gen = torch.Generator().manual_seed(seed)
     steps = len(loader)
     use_amp = device.type == "cuda"
-    for step, (idx, x) in enumerate(loader, start=1):
+    for step, (idx, x) in enumerate(iterate(loader), start=1):
         with torch.autocast(device.type, enabled=use_amp):
             f = features(x.to(device, non_blocking=True)).float()  # (B, C, m, m)
         if stats is not None:

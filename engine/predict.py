@@ -49,6 +49,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
     import torch
 
     from engine.checkpoint import load_model
+    from engine.data import iterate
     from engine.eval_data import make_eval_loader, model_input, prepare_model
 
     verdicts([], image_threshold, review_band)  # a bad band fails before any work
@@ -70,7 +71,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
     pending: list[Future] = []
     try:
         with torch.inference_mode():
-            for batch in loader:
+            for batch in iterate(loader):
                 idx = batch["i"].tolist()
                 good = [j for j, e in enumerate(batch["err"]) if not e]
                 for j, e in enumerate(batch["err"]):

@@ -20,7 +20,7 @@ import torch
 
 from engine.checkpoint import CHECKPOINT_NAME, resolve_device, save_checkpoint
 from engine.config import AEConfig, DFRConfig
-from engine.data import make_loader
+from engine.data import iterate, make_loader
 from engine.errors import UserError
 from engine.images import IMAGE_RULE
 from engine.workspace import FEATURE_CACHE_NAME
@@ -146,7 +146,7 @@ def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: 
     clock = _Clock(progress, cfg.epochs, {"train": cfg.epochs * len(paths)})
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
-        return (x for _, x in loader)
+        return (x for _, x in iterate(loader))
 
     history = _train_loop(cfg, model, batches, len(loader), model.loss, device, clock)
     return model, history, {}
@@ -242,7 +242,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
             loader = make_loader(paths, cfg, train=True)
 
             def batches(epoch: int) -> Iterator[torch.Tensor]:
-                return (feats(x.to(device)) for _, x in loader)
+                return (feats(x.to(device)) for _, x in iterate(loader))
 
         history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
         _error_statistics(model, cfg, batches, n, device)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +102,20 @@ def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
     assert torch.allclose(loaded.median_cap, medians.amax(dim=0), atol=2e-3)  # training read float16 features
 
 
+def _children_named(comm: str) -> list[int]:
+    """Live child processes of this process with that command name (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        state, ppid = rest.split()[:2]
+        if int(ppid) == os.getpid() and name.split("(", 1)[1] == comm and state != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
     cfg = make_config("ae", overrides=CONFIGS["ae"])
     with pytest.raises(UserError, match="no OK training images"):
@@ -110,6 +127,10 @@ def test_no_images_and_bad_images_are_user_errors(tmp_path) -> None:
     with pytest.raises(InputFileError) as err:  # raised in a DataLoader worker, message kept
         train(cfg, [*paths, bad], tmp_path / "run")
     assert "broken.png" in str(err.value) and "Traceback" not in str(err.value)
+    # ...and its worker processes are gone although `err` still holds the traceback: forks left
+    # behind would keep every file descriptor of this process open (a hang seen in the browser
+    # tests' teardown, where they held Playwright's pipe).
+    assert _children_named("pt_data_worker") == []
     with pytest.raises(UserError, match="cuda"):
         if torch.cuda.is_available():
             raise UserError("cuda present: nothing to check")
