@@ -227,6 +227,22 @@ def run_and_wait(page: Any, action: Callable[[], Any], timeout_ms: float = DEFAU
         arg=before, timeout=timeout_ms)
 
 
+def enter_text(page: Any, label: str, value: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Type `value` into the text or number input labelled `label`, apply it with Enter (one rerun).
+
+    Enter is pressed only once the widget shows "Press Enter to apply": before that, a loaded
+    machine can deliver Enter before React has registered the typed value, and Streamlit then
+    sees nothing to apply (no rerun; the wait times out).
+    """
+    box = page.get_by_label(label, exact=True)
+    if box.input_value() == value:
+        return  # unchanged: Enter would cause no rerun
+    box.fill(value)
+    widget = box.locator("xpath=ancestor::div[@data-testid='stTextInput' or @data-testid='stNumberInput'][1]")
+    widget.get_by_test_id("InputInstructions").get_by_text("Press Enter").wait_for(timeout=timeout_ms)
+    run_and_wait(page, lambda: box.press("Enter"), timeout_ms)
+
+
 def goto_page(page: Any, title: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:
     """Open a page through the sidebar navigation and wait until it has rendered."""
     link = page.locator("[data-testid=stSidebarNavLink]", has_text=title).first

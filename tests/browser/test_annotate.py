@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 from engine.images import read_mask
-from tests.browser.conftest import APP_IDLE, AppServer, assert_no_exception, run_and_wait, screenshot, wait_for_app
+from tests.browser.conftest import (APP_IDLE, AppServer, assert_no_exception, enter_text, run_and_wait, screenshot,
+                                    wait_for_app)
 
 
 def _first_nok(app_server: AppServer) -> tuple[int, int, int]:
@@ -64,9 +65,7 @@ def test_draw_save_then_erase_and_save_again(app_page: Any, app_server: AppServe
     hw = (height, width)
     page.goto(f"{app_server.url}/annotate?image={image_id}")  # a link to the image (new session)
     page.wait_for_function(f"window.__stRuns >= 1 && document.querySelector('{APP_IDLE}')")
-    name = page.get_by_label("Your name", exact=True)
-    name.fill("browser-tester")
-    run_and_wait(page, lambda: name.press("Enter"))
+    enter_text(page, "Your name", "browser-tester")
     expect(page.get_by_role("button", name="Save mask")).to_be_visible()
     v0, _, _, before = _latest_mask(app_server, image_id, hw)
 

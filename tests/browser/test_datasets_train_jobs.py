@@ -10,21 +10,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import AppServer, assert_no_exception, goto_page, run_and_wait, screenshot
+from tests.browser.conftest import (AppServer, assert_no_exception, enter_text, goto_page, run_and_wait,
+                                    screenshot)
 
 TRAIN_TIMEOUT_MS = 420_000  # tiny DFR on two CPU cores takes well under a minute; be generous
 # The tiny settings the session fixture trains with (tests/conftest.py TINY_DFR), as form labels.
 MAIN_FIELDS = {"Input size (px)": "64", "Epochs": "1", "Feature map size": "16", "Batch size": "4"}
 ADVANCED_FIELDS = {"Backbone weights": "random", "Loader workers": "0", "PCA samples per image": "64",
                    "Feature cache (GB)": "0"}
-
-
-def _set(page: Any, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    if box.input_value() == value:
-        return  # unchanged: Enter would cause no rerun
-    box.fill(value)
-    run_and_wait(page, lambda: box.press("Enter"))
 
 
 def _all_images_loaded(page: Any, at_least: int) -> None:
@@ -65,11 +58,11 @@ def test_datasets_then_train_dfr_and_watch_it_succeed(app_page: Any, app_server:
     goto_page(page, "Train")
     expect(page.get_by_label("DFR (deep feature reconstruction)")).to_be_checked()
     for label, value in MAIN_FIELDS.items():
-        _set(page, label, value)
+        enter_text(page, label, value)
     page.get_by_text("Advanced settings").click()  # opens in the browser, no rerun
     expect(page.get_by_label("Backbone weights", exact=True)).to_be_visible()
     for label, value in ADVANCED_FIELDS.items():
-        _set(page, label, value)
+        enter_text(page, label, value)
     expect(page.get_by_text("backbone_weights=random")).to_be_visible()
     screenshot(page, "train")
     run_and_wait(page, lambda: page.get_by_role("button", name="Launch training").click())

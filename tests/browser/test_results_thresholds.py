@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.metrics import roc_points
-from tests.browser.conftest import (AppServer, assert_no_exception, run_and_wait, screenshot,
+from tests.browser.conftest import (AppServer, assert_no_exception, enter_text, run_and_wait, screenshot,
                                     wait_for_app)
 from tests.conftest import cli
 
@@ -42,9 +42,7 @@ def _open(page: Any, server: AppServer, path: str) -> None:
 
 
 def _set_user(page: Any) -> None:
-    box = page.get_by_label("Your name", exact=True)
-    box.fill(USER)
-    run_and_wait(page, lambda: box.press("Enter"))
+    enter_text(page, "Your name", USER)
 
 
 def _tall(page: Any, name: str) -> None:
@@ -89,9 +87,7 @@ def test_click_roc_point_save_and_see_it(app_page: Any, app_server: AppServer) -
     assert page.get_by_text("(ROC click)").count() == 1  # "Will save image threshold … (ROC click)"
     _tall(page, "thresholds_roc_clicked")
 
-    note = page.get_by_label("Note (why this threshold)", exact=True)
-    note.fill("picked on the ROC curve in the browser")
-    run_and_wait(page, lambda: note.press("Enter"))
+    enter_text(page, "Note (why this threshold)", "picked on the ROC curve in the browser")
     run_and_wait(page, lambda: page.get_by_role("button", name="Save threshold").click())
     assert_no_exception(page)
     page.get_by_text(re.compile(r"^Saved threshold")).wait_for()
