@@ -42,7 +42,8 @@ def make_backend(model: bytes, size: int, backend: str = "onnxruntime",
 def _check_dims(what: str, dims: list, expected: list[int | None]) -> None:
     """Static dims must be the contract's; symbolic ones (N, or any) are accepted."""
     ok = len(dims) == len(expected) and all(
-        e is None or not isinstance(d, int) or d in (e, -1) for d, e in zip(dims, expected))
+        e is None or not isinstance(d, int) or d in (e, -1)
+        for d, e in zip(dims, expected, strict=True))
     if not ok:
         raise BackendError(f"model {what} has shape {dims}, the bundle contract needs {expected}")
 

@@ -11,10 +11,10 @@ on failure. Results file (JSONL, appended, fsync'ed): --results FILE, default
 <parent of BUNDLE>/line-results.jsonl, so one log per line PC survives bundle updates.
 
 Exit codes:
-  0   every image was scored (OK/REVIEW/NOK), or watch stopped by SIGINT/SIGTERM
+  0   every image was scored (OK/REVIEW/NOK); watch: stopped by SIGINT/SIGTERM
   2   bad bundle: missing/tampered file, foreign image rule, bad threshold, self-test failed
   3   some images were ERROR (unreadable, truncated, empty, not an image, too many pixels,
-      non-finite score); their lines say why
+      non-finite score; their lines say why); watch: only with --once
   4   the results file or heatmap folder cannot be written (nothing is judged unrecorded)
   64  usage error (bad arguments)
 """
@@ -51,14 +51,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="prefilter-qa-line", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="prefilter-qa-line", description=__doc__[:__doc__.index("Exit codes:")],
                 epilog=__doc__[__doc__.index("Exit codes:"):],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("bundle", type=Path, help="bundle folder (bundle.json, model.onnx, golden/)")
+        sp.add_argument("bundle", type=Path, metavar="BUNDLE",
+                        help="bundle folder (bundle.json, model.onnx, golden/)")
         sp.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
         sp.add_argument("--threads", type=int, default=None,
                         help="intra-op threads of the model (default: all cores)")
@@ -73,12 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score image files", epilog=p.epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common(s)
-    s.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    s.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                   help="image file, or a folder (its image files)")
     output(s)
     w = sub.add_parser("watch", help="score images appearing in a folder", epilog=p.epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common(w)
-    w.add_argument("folder", type=Path, metavar="DIR")
+    w.add_argument("folder", type=Path, metavar="DIR", help="folder the camera writes into")
     output(w)
     w.add_argument("--poll", type=float, default=1.0, help="seconds between polls (default 1)")
     w.add_argument("--once", action="store_true",

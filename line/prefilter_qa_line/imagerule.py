@@ -299,7 +299,8 @@ _GAMMA_LUT = np.clip(255.0 * (np.arange(256) / 255.0) ** GAMMA + 0.5, 0, 255).as
 def enhance(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB: CLAHE on L of LAB, gamma, unsharp mask."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"enhance expects an (H, W, 3) uint8 RGB image, got {img.dtype} {img.shape}")
+        raise ValueError(f"enhance expects an (H, W, 3) uint8 RGB image, "
+                         f"got {img.dtype} {img.shape}")
     lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
     clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES)
     lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))

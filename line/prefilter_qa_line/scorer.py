@@ -90,7 +90,7 @@ class Scorer:
         for start in range(0, len(items), self.batch_size):
             self._run(items[start:start + self.batch_size])
         rows, problems = [], []
-        for g, it in zip(b.golden, items):
+        for g, it in zip(b.golden, items, strict=True):
             got = it.score
             row = {"file": g.file, "label": g.label, "score": g.score, "verdict": g.verdict,
                    "got_score": got, "got_verdict": None if got is None else self.verdict(got)}
@@ -150,7 +150,7 @@ class Scorer:
                 it.error = f"model failed: {e}"
             return
         share = (time.perf_counter() - t0) * 1000.0 / len(good)
-        for it, s, m in zip(good, scores, maps):
+        for it, s, m in zip(good, scores, maps, strict=True):
             it.ms += share
             it.x = None
             if not math.isfinite(float(s)):

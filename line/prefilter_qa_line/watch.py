@@ -48,6 +48,8 @@ class Watcher:
         self._done = scored_paths(self.results)
         self._seen: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) at last poll
         self._refused: tuple | None = None  # signature of the last bundle that failed
+        self._unreadable: str | None = None  # last "cannot read bundle.json" logged (once)
+        self._stop: threading.Event | None = None
         self.errors = 0  # ERROR results written by this watcher
 
     def poll_once(self) -> list[Result]:
@@ -55,6 +57,8 @@ class Watcher:
         self.maybe_reload()
         out = []
         for path in self._ready():
+            if self._stop is not None and self._stop.is_set():
+                break  # a backlog must not delay a stop: the rest waits for the next start
             self.maybe_reload()  # between two images, never during one
             r = self.scorer.score_images([path], self.heatmaps)[0]
             append_results(self.results, [r])  # ResultsWriteError stops the watcher
@@ -65,6 +69,7 @@ class Watcher:
         return out
 
     def run(self, poll: float, stop: threading.Event) -> None:
+        self._stop = stop
         while not stop.is_set():
             self.poll_once()
             stop.wait(poll)
@@ -82,7 +87,8 @@ class Watcher:
             log.error("%s: cannot list folder: %s", self.folder, e.strerror or e)
             return []
         for e in entries:
-            if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+            ext = os.path.splitext(e.name)[1].lower()
+            if e.name.startswith(".") or ext not in IMAGE_EXTENSIONS:
                 continue
             key = str(self.folder / e.name)
             if key in self._done:
@@ -108,9 +114,12 @@ class Watcher:
         try:
             raw = (root / BUNDLE_JSON).read_bytes()
         except OSError as e:
-            log.warning("%s: cannot read %s (%s); still serving %s", root, BUNDLE_JSON,
-                        e.strerror or e, self.scorer.sha[:12])
+            if self._unreadable != str(e):  # once, not on every poll
+                self._unreadable = str(e)
+                log.warning("%s: cannot read %s (%s); still serving %s", root, BUNDLE_JSON,
+                            e.strerror or e, self.scorer.sha[:12])
             return
+        self._unreadable = None
         sha = hashlib.sha256(raw).hexdigest()
         if sha == self.scorer.sha:
             return

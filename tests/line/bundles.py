@@ -96,13 +96,14 @@ def sha256(data: bytes) -> str:
 def write_bundle(dst: Path, model: bytes, golden: list[tuple[Path, str]], threshold: float,
                  band: tuple[float, float] | None = None, threshold_id: int = 12,
                  pixel: float | None = None, map_range: tuple[float, float] | None = None,
-                 enhance: bool = False, scores: list[float] | None = None) -> Path:
+                 enhance: bool = False, scores: list[float] | None = None,
+                 size: int = SIZE) -> Path:
     """A bundle folder under the contract; golden verdicts from `scores` (default: torch's)."""
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "golden").mkdir(exist_ok=True)
     (dst / "model.onnx").write_bytes(model)
-    scores = scores if scores is not None else reference_scores([p for p, _ in golden],
-                                                                enhance=enhance)
+    scores = scores if scores is not None else reference_scores([p for p, _ in golden], size,
+                                                                enhance)
     entries = []
     for (src, label), s in zip(golden, scores):
         shutil.copyfile(src, dst / "golden" / src.name)
@@ -110,9 +111,9 @@ def write_bundle(dst: Path, model: bytes, golden: list[tuple[Path, str]], thresh
                         "verdict": verdict(s, threshold, band)})
     (dst / "golden" / "golden.json").write_text(json.dumps(entries, indent=1))
     meta = {"format_version": 1, "created_at": "2026-11-01T10:00:00+00:00", "run_id": 3,
-            "model": "tiny", "preset": "test", "config": {"input_size": SIZE},
+            "model": "tiny", "preset": "test", "config": {"input_size": size},
             "checkpoint_sha256": "0" * 64,
-            "input": {"size": SIZE, "layout": "NHWC", "dtype": "uint8", "image_rule": IMAGE_RULE,
+            "input": {"size": size, "layout": "NHWC", "dtype": "uint8", "image_rule": IMAGE_RULE,
                       "enhance": enhance},
             "score_rule": "peak of the smoothed local deviation over the gray contrast",
             "threshold": {"id": threshold_id, "image": threshold, "pixel": pixel,

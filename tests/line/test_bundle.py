@@ -111,7 +111,8 @@ def test_unlisted_model_and_missing_folder_refused(bundle_dir: Path, tmp_path: P
 
 def test_model_not_matching_contract_refused(bundle_dir: Path) -> None:
     rewrite_bundle(bundle_dir, lambda m, g: m["input"].update(size=32))
-    with pytest.raises(BundleError, match=r"model input 'image' has shape .* needs \[None, 32, 32, 3\]"):
+    with pytest.raises(BundleError,
+                       match=r"model input 'image' has shape .* needs \[None, 32, 32, 3\]"):
         open_scorer(bundle_dir)
 
 

@@ -32,14 +32,16 @@ def test_score_prints_and_appends_results(bundle_dir: Path, golden: Golden,
     proc = run_cli("score", bundle_dir, tmp_path / "maps", "--results", tmp_path / "r.jsonl",
                    cwd=tmp_path)  # a folder means its image files
     assert proc.returncode == 0 and len(_lines(proc.stdout)) == 4
-    assert len(_lines(default.read_text())) == 4 and len(_lines((tmp_path / "r.jsonl").read_text())) == 4
+    assert len(_lines(default.read_text())) == 4  # --results replaces the default
+    assert len(_lines((tmp_path / "r.jsonl").read_text())) == 4
 
 
 def test_bad_images_exit_3_with_reasons(bundle_dir: Path, golden: Golden, tmp_path: Path) -> None:
     bad = [ff.make_zero_byte(tmp_path / "zero.png"), ff.make_truncated_jpeg(tmp_path / "cut.jpg"),
            ff.make_text_as_png(tmp_path / "text.png"), ff.make_bomb_png(tmp_path / "bomb.png"),
            ff.make_good_png(tmp_path / "big.png", size=(200, 200))]
-    results = tmp_path / "results.jsonl"  # golden (80x60) and the truncated JPEG (128²) stay under the pixel limit
+    results = tmp_path / "results.jsonl"
+    # the golden images (80x60) and the truncated JPEG (128²) stay under the pixel limit
     proc = run_cli("score", bundle_dir, golden.files[0][0], *bad, "--results", results,
                    cwd=tmp_path, env={"PREFILTER_QA_MAX_PIXELS": "20000"})
     assert proc.returncode == 3, proc.stderr
@@ -68,8 +70,8 @@ def test_tampered_bundle_refuses_to_serve(bundle_dir: Path, golden: Golden,
 def test_golden_verdict_change_refused_at_start(bundle_dir: Path, golden: Golden,
                                                 tmp_path: Path) -> None:
     rewrite_bundle(bundle_dir, lambda m, g: g[3].update(verdict="OK"))
-    for cmd in (["score", bundle_dir, golden.files[0][0]], ["watch", bundle_dir, tmp_path, "--once"],
-                ["verify", bundle_dir]):
+    for cmd in (["score", bundle_dir, golden.files[0][0]],
+                ["watch", bundle_dir, tmp_path, "--once"], ["verify", bundle_dir]):
         proc = run_cli(*cmd, cwd=tmp_path)
         assert proc.returncode == 2, (cmd, proc.stderr)
         assert "self-test of bundle" in proc.stderr and "golden/nok_1.png" in proc.stderr
@@ -104,4 +106,13 @@ def test_openvino_backend_if_installed(bundle_dir: Path, golden: Golden, tmp_pat
     except ImportError:
         assert proc.returncode == 2 and "not installed" in proc.stderr
         return
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr  # float32: golden parity holds
+    paths = [p for p, _ in golden.files]
+    ov = run_cli("score", bundle_dir, *paths, "--backend", "openvino", "--threads", "1",
+                 cwd=tmp_path)
+    ort = run_cli("score", bundle_dir, *paths, cwd=tmp_path)
+    assert ov.returncode == ort.returncode == 0, ov.stderr
+    a, b = _lines(ov.stdout), _lines(ort.stdout)
+    assert [r["verdict"] for r in a] == [r["verdict"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert abs(x["score"] - y["score"]) <= 1e-6 + 1e-5 * abs(y["score"])

@@ -22,7 +22,7 @@ class NoTorch:
         return None
 sys.meta_path.insert(0, NoTorch())
 sys.modules.pop("torch", None)
-import prefilter_qa_line, prefilter_qa_line.cli, prefilter_qa_line.watch, prefilter_qa_line.imagerule
+import prefilter_qa_line, prefilter_qa_line.cli, prefilter_qa_line.watch
 from prefilter_qa_line.cli import main
 rc = main(sys.argv[1:])
 assert "torch" not in sys.modules, "torch was imported"

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from prefilter_qa_line import open_scorer
-from prefilter_qa_line.imagerule import read_image
+from prefilter_qa_line.heatmap import write_heatmap
+from prefilter_qa_line.imagerule import model_input, read_image
 from tests import fixtures_files as ff
-from tests.line.bundles import flat_image, part_image, rewrite_bundle
+from tests.line.bundles import (flat_image, part_image, reference_scores, rewrite_bundle,
+                                write_bundle)
 from tests.line.conftest import Golden
 from tests.line.test_imagerule import _engine
 
@@ -81,14 +83,10 @@ def test_heatmap_matches_engine_overlay(bundle_dir: Path, tmp_path: Path,
     ours = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
     orig = read_image(src)
     assert ours.shape == orig.shape  # original resolution (80x60), not the 64² input
-    from prefilter_qa_line.imagerule import model_input
-
     _, amap = scorer._backend.run(model_input(orig, 64)[None])
     for map_range, pixel in (((0.0, 0.05), 0.02), (None, None)):
         ref = tmp_path / f"ref_{pixel}.png"
         predict._write_overlay(ref, orig, amap[0], map_range, pixel)
-        from prefilter_qa_line.heatmap import write_heatmap
-
         mine = write_heatmap(tmp_path / f"mine_{pixel}.png", orig, amap[0], map_range, pixel)
         assert np.array_equal(cv2.imread(str(mine)), cv2.imread(str(ref)))
     assert np.array_equal(ours, cv2.imread(str(tmp_path / "ref_0.02.png"), cv2.IMREAD_UNCHANGED))
@@ -96,8 +94,6 @@ def test_heatmap_matches_engine_overlay(bundle_dir: Path, tmp_path: Path,
 
 
 def test_enhanced_bundle_scores_enhanced_pixels(tmp_path: Path, golden: Golden) -> None:
-    from tests.line.bundles import reference_scores, write_bundle
-
     files = golden.files
     scores = reference_scores([p for p, _ in files], enhance=True)
     assert scores != pytest.approx(golden.scores, rel=1e-3)  # enhancement changes the pixels

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -207,3 +208,14 @@ def test_bundle_written_in_the_wrong_order_is_retried_once_complete(
     gj.write_bytes(new_golden)  # the exporter catches up
     w.poll_once()
     assert loads.calls == 2 and w.scorer.bundle.threshold.id == 15
+
+
+def test_stop_is_honoured_between_images(bundle_dir: Path, tmp_path: Path) -> None:
+    cam = tmp_path / "cam"
+    for i in range(3):
+        part_image(cam / f"p{i}.png", False, i)
+    stop = threading.Event()
+    w, _ = _watcher(bundle_dir, cam, tmp_path / "r.jsonl", emit=lambda r: stop.set())
+    w.poll_once()  # first sight
+    w.run(0.01, stop)  # stops after the first verdict, not after the backlog
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
