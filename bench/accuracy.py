@@ -50,7 +50,7 @@ def run_preset(home: Path, preset: str, sets: list[str]) -> dict[str, Any]:
     args = ["train", "--dataset", DATASET, "--model", model, "--preset", preset, "--wait"]
     for s in sets:
         key = s.partition("=")[0]
-        if key in {f for f in PRESETS[preset].__dataclass_fields__}:
+        if key in {f for f in PRESETS[preset].config.__dataclass_fields__}:
             args += ["--set", s]
     t0, l0 = time.perf_counter(), load1()
     run = _cli(home, *args)

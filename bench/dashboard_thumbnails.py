@@ -54,10 +54,10 @@ def _mask(args: tuple[str, int, int, int]) -> str:
 
 def build_workspace(home: Path, n: int, data: Path) -> None:
     """Register the generated images (no re-probe: sizes from headers) and NOK masks."""
-    from engine.jobs.registry import save_mask
-    from engine.jobs.store import open_workspace
     from db import datasets as dq
     from db.models import Image
+    from engine.services.masks import save_mask
+    from engine.services.store import open_workspace
 
     rows = dataset(data, n)
     ws, sessions = open_workspace(str(home))
@@ -128,7 +128,7 @@ def apptest_figures(home: Path) -> None:
     deep1 = _timed(again.run)
     check(again)
     deep2 = _timed(again.run)
-    print(f"AppTest, Datasets page of 48 (server run incl. DB, thumbnail cache, st.image):")
+    print("AppTest, Datasets page of 48 (server run incl. DB, thumbnail cache, st.image):")
     print(f"  page 1 first visit (cold, incl. first-run imports): {cold1:.2f} s")
     print(f"  pages 2-6 first visit : median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s")
     print(f"  pages 5-1 second visit: median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s")

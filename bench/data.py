@@ -1,4 +1,4 @@
-"""Generated benchmark images (the synthetic demo parts of `engine.demo`), cached between runs.
+"""Generated benchmark images (the synthetic demo parts of `engine.demo.generate`), cached between runs.
 
 Generation is never timed. Test sets can be written half as JPEG (quality 90) so that the
 evaluation decodes both formats, as it does on real data (the magnetic-tile sample is JPEG).
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 
 from bench.common import data_cache
-from engine.evaluate import EvalItem
+from engine.evaluation.evaluate import EvalItem
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def demo_set(size: int, n_train: int, n_test_ok: int, n_test_nok: int, seed: int = 0,
              cache: Path | None = None) -> Path:
     """Root of a seed-layout demo dataset with these counts (made once, then reused)."""
-    from engine.demo import DemoSpec, generate_demo
+    from engine.demo.generate import DemoSpec, generate_demo
 
     root = (cache or data_cache()) / f"demo-{size}-{n_train}-{n_test_ok}-{n_test_nok}-s{seed}"
     spec = DemoSpec(size=size, n_train_ok=n_train, n_test_ok=n_test_ok, n_test_nok=n_test_nok, seed=seed)

@@ -10,7 +10,7 @@ import torch
 
 from bench.common import CpuClock, median
 from bench.models import forward_throughput
-from engine.evaluate import EvalItem
+from engine.evaluation.evaluate import EvalItem
 
 
 def measure_e2e(model: torch.nn.Module, checkpoint: Path, items: list[EvalItem], out_root: Path, device: str,
@@ -22,8 +22,8 @@ def measure_e2e(model: torch.nn.Module, checkpoint: Path, items: list[EvalItem],
     The ratio is taken per run against the mean of the bare forwards just before and after it
     (paired, so a change of the machine's load between runs cancels out); median over runs.
     """
-    from engine.checkpoint import load_model
-    from engine.evaluate import evaluate_run
+    from engine.evaluation.evaluate import evaluate_run
+    from engine.models.checkpoint import load_model
 
     t = time.perf_counter()
     load_model(checkpoint, device=device)

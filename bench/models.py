@@ -12,7 +12,7 @@ import torch
 
 from bench.common import CpuClock, load1, median, sync, timed_call
 from bench.memory import MemoryProbe
-from engine.config import AEConfig, DFRConfig, PRESETS, make_config
+from engine.config import PRESETS, AEConfig, DFRConfig, make_config
 
 THESIS_PRESETS = ("ae-512", "dfr-128", "dfr-170")
 ALL_PRESETS = ("ae", "dfr", *THESIS_PRESETS)
@@ -20,7 +20,7 @@ ALL_PRESETS = ("ae", "dfr", *THESIS_PRESETS)
 
 def weights_available(preset: str) -> tuple[bool, str]:
     """(True, source) when the preset's backbone has local pretrained weights (AE: none needed)."""
-    cfg = PRESETS[preset]
+    cfg = PRESETS[preset].config
     if cfg.model == "ae":
         return True, "n/a"
     from engine.errors import UserError
@@ -39,7 +39,7 @@ def timing_config(preset: str, device: str, weights: str = "auto",
     Pretrained weights matter for timing only through the PCA latent width d of DFR's
     autoencoder (random features give a different d), so they are used where they exist.
     """
-    base = PRESETS[preset]
+    base = PRESETS[preset].config
     over: dict[str, str] = {"device": device, "holdout_share": "0"}
     used = "n/a"
     if base.model == "dfr":
@@ -73,7 +73,7 @@ def random_latent_dim(cfg: DFRConfig) -> int:
 
 def load_batch(paths: list[Path], size: int, n: int) -> torch.Tensor:
     """(n, 3, S, S) float in [0, 1] from real image files by the image rule (cycled if few)."""
-    from engine.images import read_image, resize_image
+    from engine.intake.images import read_image, resize_image
 
     imgs = [resize_image(read_image(p), size) for p in paths[:n]]
     arr = np.stack([imgs[i % len(imgs)] for i in range(n)])  # (n, S, S, 3) uint8
@@ -81,7 +81,7 @@ def load_batch(paths: list[Path], size: int, n: int) -> torch.Tensor:
 
 
 class PhaseTimer:
-    """Progress callback of `engine.train.train` recording when each phase / epoch ended."""
+    """Progress callback of `engine.training.train.train` recording when each phase / epoch ended."""
 
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
@@ -104,7 +104,7 @@ def measure_training(cfg: AEConfig | DFRConfig, paths: list[Path], run_dir: Path
     of DFR's one-off feature pass, and the preset's amortised cost per image per epoch."""
     import dataclasses
 
-    from engine.train import train
+    from engine.training.train import train
 
     run_cfg = dataclasses.replace(cfg, epochs=epochs)
     probe = MemoryProbe(device)
@@ -133,7 +133,7 @@ def measure_training(cfg: AEConfig | DFRConfig, paths: list[Path], run_dir: Path
 
 def _forward_fn(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str, amp: bool,
                 calls: int = 1) -> Any:
-    from engine.eval_data import model_input
+    from engine.evaluation.loading import model_input
 
     xb = model_input(x[:batch], torch.device(device))
     autocast = torch.autocast("cuda", enabled=amp and device.startswith("cuda"))
@@ -153,7 +153,7 @@ def forward_sweep(model: torch.nn.Module, x: torch.Tensor, batches: list[int], d
     Round-robin (b1, b2, ..., b1, b2, ...) so that a change of the machine's load hits every
     batch size alike; each timed unit runs max(batches) images (e.g. 16 calls at batch 1), so
     short calls are not lost in timer noise. The input goes through
-    `engine.eval_data.model_input`, so with a model from `engine.eval_data.prepare_model` this
+    `engine.evaluation.loading.model_input`, so with a model from `engine.evaluation.loading.prepare_model` this
     is exactly the evaluation's forward. `cpu_share` < ~0.8 means other processes took cores.
     """
     top = max(batches)
@@ -189,7 +189,7 @@ def forward_throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, devi
 def forward_peak(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str,
                  amp: bool = False) -> dict[str, float]:
     """Peak memory of one forward at `batch` (above the level before it, and absolute)."""
-    from engine.eval_data import model_input
+    from engine.evaluation.loading import model_input
 
     xb = model_input(x[:batch], torch.device(device))
     sync(device)

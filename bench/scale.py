@@ -8,7 +8,7 @@ masks, half of them JPEG), each in a fresh subprocess: seconds per image and pea
 (process RSS; also its anonymous part, i.e. without memory-mapped files such as DFR's feature
 cache). Targets: peak at 1,600 training images <= 1.2x that at 100; time per image flat.
 
-Also the pixel metrics alone (both passes of `engine.evaluate`: range scan, then stored
+Also the pixel metrics alone (both passes of `engine.evaluation.evaluate`: range scan, then stored
 float16 maps + masks into the binned accumulator, AUROC + AUPRO) over N maps of 256², target
 < 5 s for 400. Images are generated once (one set of the largest N; smaller N use its first
 images) and cached; generation is not timed.
@@ -47,7 +47,7 @@ def scale_train(model: str, n: int, n_max: int, size: int, run_dir: str,
 
     from bench.data import train_paths
     from bench.models import PhaseTimer
-    from engine.train import train
+    from engine.training.train import train
 
     cfg, used = _cfg(model, size, overrides)
     paths = train_paths(_root(size, n_max), n)
@@ -72,7 +72,7 @@ def scale_eval(model: str, n: int, n_max: int, size: int, checkpoint: str) -> di
     import torch
 
     from bench.data import eval_items
-    from engine.evaluate import evaluate_run
+    from engine.evaluation.evaluate import evaluate_run
 
     items = eval_items(_root(size, n_max), n // 2, n - n // 2)
     marks: dict[str, float] = {}
@@ -94,7 +94,7 @@ def scale_eval(model: str, n: int, n_max: int, size: int, checkpoint: str) -> di
 
 
 def scale_pixel(n: int, n_max: int, size: int, reps: int = 3) -> dict[str, Any]:
-    """Both pixel-metric passes of `engine.evaluate` over n stored maps with their masks (own process).
+    """Both pixel-metric passes of `engine.evaluation.evaluate` over n stored maps with their masks (own process).
 
     Maps: smooth noise, raised where the mask is (a plausible detector), float16 on disk as the
     evaluation stores them. Pass 1 (range scan, done while maps are produced) and pass 2 (load
@@ -105,9 +105,9 @@ def scale_pixel(n: int, n_max: int, size: int, reps: int = 3) -> dict[str, Any]:
 
     from bench.common import median
     from bench.data import eval_items
-    from engine.evaluate import _heatmap_rel, _pixel_metrics, _Scanned
-    from engine.images import read_mask, resize_mask
-    from engine.viz import save_heatmap
+    from engine.evaluation.evaluate import _heatmap_rel, _pixel_metrics, _Scanned
+    from engine.evaluation.heatmaps import save_heatmap
+    from engine.intake.images import read_mask, resize_mask
 
     items = eval_items(_root(size, n_max), n // 2, n - n // 2, jpeg_share=0)
     rng = np.random.default_rng(0)

@@ -7,11 +7,11 @@ Per preset, in a fresh subprocess (peaks never mix): training seconds per image 
 (DFR: its one-off backbone feature pass separately, and amortised over the preset's epochs),
 bare-model inference images/s at batch 1 and at the best batch size, peak memory (process RSS
 on CPU, `max_memory_allocated` on CUDA) of training and of inference, and the end-to-end
-evaluation (`engine.evaluate.evaluate_run`: decode PNG/JPEG from disk -> preprocess -> model ->
+evaluation (`engine.evaluation.evaluate.evaluate_run`: decode PNG/JPEG from disk -> preprocess -> model ->
 float16 heatmaps written -> pixel + image metrics) against the bare forward at the same batch
 size (the preset's), as a ratio. Channels-last (and with --compile, torch.compile) forward at
 the best batch size are measured beside the plain NCHW layout, to show which lever pays
-(the evaluation runs channels-last: `engine.eval_data.prepare_model`; the bare forward is that).
+(the evaluation runs channels-last: `engine.evaluation.loading.prepare_model`; the bare forward is that).
 
 DFR aggregation: ours (pool/resize each stage straight to the map) against the thesis recipe
 (upsample every stage to the input size, then average-pool) on the same images at 512² input:
@@ -70,13 +70,13 @@ def speed_train(preset: str, run_dir: str, device: str = "cpu", quick: bool = Fa
 def speed_infer(preset: str, checkpoint: str, device: str = "cpu", quick: bool = False, compile: bool = False
                 ) -> dict[str, Any]:
     """Inference figures of a trained checkpoint (its own process, so its peak is inference only)."""
-    from bench.memory import peak_rss_mb, rss_mb
     from bench.data import demo_set, eval_items
     from bench.e2e import measure_e2e
+    from bench.memory import peak_rss_mb, rss_mb
     from bench.models import forward_peak, forward_sweep, load_batch
     from bench.variants import variant_rows
-    from engine.checkpoint import load_model
-    from engine.eval_data import prepare_model
+    from engine.evaluation.loading import prepare_model
+    from engine.models.checkpoint import load_model
 
     base_mb = rss_mb()
     model, cfg = load_model(Path(checkpoint), device=device)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from engine.thumbnails import get_thumbnails  # noqa: E402
+from engine.intake.thumbnails import get_thumbnails  # noqa: E402
 
 PAGE = 48
 

@@ -25,7 +25,7 @@ def _timed(fn: Callable[[], object], device: str) -> float:
 
 def variant_rows(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str, reps: int, amp: bool,
                  compile: bool) -> list[dict[str, Any]]:
-    """`model` is the evaluation's (channels-last, `engine.eval_data.prepare_model`); "nchw" is the
+    """`model` is the evaluation's (channels-last, `engine.evaluation.loading.prepare_model`); "nchw" is the
     plain contiguous layout of before, for comparison; `vs_eager` is relative to "nchw"."""
     cl = torch.channels_last
     xb = x[:batch].to(device).contiguous()

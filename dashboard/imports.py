@@ -1,6 +1,6 @@
 """Import operations of the Datasets page: a server folder, or files uploaded from the browser.
 
-Both reuse the CLI's path (engine.importer.scan_folder -> engine.jobs.registry.register_plan),
+Both reuse the CLI's path (engine.intake.importer.scan_folder -> engine.services.datasets.register_plan),
 so the dashboard and `prefilter-qa import` accept and reject exactly the same files. The result
 is the `import --json` report dict: counts, unchanged, updated and every skipped file with its
 reason (upload-level rejections, e.g. zip-slip members, are listed by their name in the upload).
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import datasets as dq
 from engine.errors import UserError
-from engine.importer import ImportPlan, Skipped, ensure_allowed_root, scan_folder
-from engine.jobs.registry import ImportReport, register_plan
-from engine.uploads import extract_zip, find_dataset_root, sanitize_name, save_uploaded_files
+from engine.intake.importer import ImportPlan, Skipped, ensure_allowed_root, scan_folder
+from engine.intake.uploads import extract_zip, find_dataset_root, sanitize_name, save_uploaded_files
+from engine.services.datasets import ImportReport, register_plan
 from engine.workspace import Workspace
 
 _NAME = re.compile(r"^[\w][\w .+-]{0,99}$")

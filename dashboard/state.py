@@ -9,7 +9,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.jobs.launch import ensure_worker
-from engine.jobs.store import open_workspace
+from engine.services.store import open_workspace
 from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
 
 USER_KEY = "user"

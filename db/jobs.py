@@ -120,10 +120,6 @@ def stale_running_jobs(session: Session, max_age: timedelta, now: datetime | Non
     return list(session.scalars(stmt))
 
 
-def running_job_of_worker(session: Session, worker: str) -> list[Job]:
-    return list(session.scalars(select(Job).where(Job.status == "running", Job.worker == worker)))
-
-
 def jobs_with_context(session: Session, *, limit: int = 200,
                       active_only: bool = False) -> list[tuple[Job, Run | None, str | None]]:
     """Jobs (newest first) with their run and the run's dataset name, for the Jobs page."""

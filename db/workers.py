@@ -31,7 +31,3 @@ def unregister_worker(session: Session, name: str) -> None:
 def live_workers(session: Session, max_age: timedelta) -> list[WorkerRecord]:
     cutoff = utcnow() - max_age
     return list(session.scalars(select(WorkerRecord).where(WorkerRecord.heartbeat_at >= cutoff)))
-
-
-def all_workers(session: Session) -> list[WorkerRecord]:
-    return list(session.scalars(select(WorkerRecord).order_by(WorkerRecord.id)))

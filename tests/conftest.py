@@ -46,7 +46,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64² demo dataset folder in the seed layout (10 train OK, 4 test OK, 6 test NOK)."""
-    from engine.demo import DemoSpec, generate_demo
+    from engine.demo.generate import DemoSpec, generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("tiny-demo") / "demo", DemoSpec(**TINY)).root
 

@@ -12,7 +12,7 @@ from dashboard.widgets.jobs_table import job_title, progress_ui
 from db import datasets as dq
 from db import jobs as jq
 from db import runs as rq
-from engine.jobs.views import run_dict
+from engine.services.views import run_dict
 
 RECENT_RUNS = 10
 STEPS = [

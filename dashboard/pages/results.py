@@ -9,10 +9,8 @@ from dashboard.widgets.heatmap_view import detail_ui
 from dashboard.widgets.results_compare import compare_ui
 from dashboard.widgets.results_data import ActiveThreshold, load_evaluation
 from dashboard.widgets.results_gallery import filtered, filters_ui, gallery_section_ui, outcome_array
-from dashboard.widgets.results_metrics import (curves_ui, distribution_ui, metrics_table_ui,
-                                               per_defect_ui)
-from dashboard.widgets.run_picker import (compare_picker_ui, evaluation_picker_ui, run_and_evaluation_ui,
-                                          run_choices)
+from dashboard.widgets.results_metrics import curves_ui, distribution_ui, metrics_table_ui, per_defect_ui
+from dashboard.widgets.run_picker import compare_picker_ui, evaluation_picker_ui, run_and_evaluation_ui, run_choices
 from db import decisions as tq
 from db import masks as mq
 

@@ -8,8 +8,18 @@ from dashboard.state import sessions
 from dashboard.widgets import threshold_state as S
 from dashboard.widgets.results_data import load_evaluation
 from dashboard.widgets.run_picker import run_and_evaluation_ui, run_choices
-from dashboard.widgets.threshold_view import (charts_ui, conflict_ui, confusion_ui, history_ui, inputs_ui,
-                                              live_ui, pixel_ui, save_ui, slider_range, suggestions_ui)
+from dashboard.widgets.threshold_view import (
+    charts_ui,
+    conflict_ui,
+    confusion_ui,
+    history_ui,
+    inputs_ui,
+    live_ui,
+    pixel_ui,
+    save_ui,
+    slider_range,
+    suggestions_ui,
+)
 
 st.title("Thresholds")
 

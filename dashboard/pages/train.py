@@ -13,16 +13,9 @@ from db import runs as rq
 from engine.config import PRESETS
 from engine.errors import UserError
 from engine.jobs.queue import submit_train
-from engine.jobs.views import run_row
+from engine.services.views import run_row
 
 LAUNCHED = "train_launched"  # {"job_id", "run_id", "dataset", "model"} of this session's last launch
-PRESET_NOTES = {
-    "ae": "CPU default: the thesis autoencoder at 256², 25 epochs.",
-    "ae-512": "Thesis settings at 512² (slow on CPU).",
-    "dfr": "CPU default: EfficientNet-Lite0 features (weights ship with the app), 256² input, 64² map.",
-    "dfr-128": "Thesis: EfficientNet-B6 at 512², 128² map (needs its weights locally; GPU advised).",
-    "dfr-170": "Thesis: EfficientNet-B6 at 512², 170² map (needs its weights locally; GPU advised).",
-}
 
 page_header("Train", "Training learns what OK parts look like from the OK images of the train split, "
             "then scores the labelled test images. It runs as a background job.")
@@ -42,10 +35,10 @@ ds = next(c for c in counts if c.name == name)
 model = c2.radio("Model family", list(MODEL_NAMES), format_func=MODEL_NAMES.__getitem__, key="train_model",
                  horizontal=True, help="Both learn from OK images only. DFR reconstructs pretrained "
                  "EfficientNet features (usually stronger); the autoencoder reconstructs pixels.")
-presets = [p for p, cfg in PRESETS.items() if cfg.model == model]
+presets = [name for name, p in PRESETS.items() if p.model == model]
 preset = c3.selectbox("Preset", presets, key=f"train_preset_{model}",
                       help="Starting values; every field below can be changed.")
-st.caption(PRESET_NOTES.get(preset, ""))
+st.caption(PRESETS[preset].description)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Train OK images", ds.train_ok, border=True, help="What the model learns from (a share is held out for "

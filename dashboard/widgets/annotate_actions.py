@@ -1,5 +1,5 @@
 """What the Annotate page's buttons do (button callbacks: they run before the page's next run
-and leave a message for it). Every save goes through engine.jobs.registry.save_mask, which
+and leave a message for it). Every save goes through engine.services.masks.save_mask, which
 adds a version on top of the edit's base version or raises ConflictError."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dashboard.widgets import annotate_state as S
 from db import datasets as dq
 from db import masks as mq
 from engine.errors import ConflictError, UserError
-from engine.jobs.registry import save_mask
-from engine.maskfiles import load_mask_file
+from engine.intake.maskfiles import load_mask_file
+from engine.services.masks import save_mask
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,17 @@ from dashboard.widgets import annotate_state as S
 from dashboard.widgets import canvas
 from dashboard.widgets.annotate_history import conflict_ui, history_ui
 from dashboard.widgets.annotate_tools import describe, tool_key, tool_ui
-from dashboard.widgets.annotate_view import (ZOOMS, View, background, canvas_size, full_view, geometry,
-                                             load_image, minimap, view_of_mask)
+from dashboard.widgets.annotate_view import (
+    ZOOMS,
+    View,
+    background,
+    canvas_size,
+    full_view,
+    geometry,
+    load_image,
+    minimap,
+    view_of_mask,
+)
 from db import datasets as dq
 from db import masks as mq
 from db.models import Image, Mask

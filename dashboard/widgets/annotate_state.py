@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.widgets.annotate_view import load_mask
-from engine.annotate import CanvasGeometry, rasterise
+from engine.annotation.rasterise import CanvasGeometry, rasterise
 
 EDITS = "_annotate_edits"  # {image_id: Edit}
 PENDING = "_annotate_pending"  # Pending | None: strokes on the canvas in the last run

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from engine.annotate import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
+from engine.annotation.rasterise import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
 
 TOOLS = {
     "brush": ":material/brush: Brush",

@@ -18,9 +18,9 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from engine.annotate import CanvasGeometry
-from engine.images import read_image
-from engine.maskfiles import load_mask_file
+from engine.annotation.rasterise import CanvasGeometry
+from engine.intake.images import read_image
+from engine.intake.maskfiles import load_mask_file
 
 MAX_CANVAS = (720, 560)  # the canvas' largest size on screen (px)
 ZOOMS = (1, 2, 4, 8)

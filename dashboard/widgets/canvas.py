@@ -16,7 +16,7 @@ def canvas_ui(background: bytes, *, width: int, height: int, drawing_mode: str, 
     drawn on it since this key was mounted, in drawing order.
 
     The canvas forgets its drawing when it remounts (new key, page change): callers keep what
-    they need (engine.annotate.rasterise turns the objects into a mask).
+    they need (engine.annotation.rasterise.rasterise turns the objects into a mask).
     """
     # imported here: the component registers its assets only inside a running server
     from streamlit_drawable_canvas import st_canvas

@@ -89,7 +89,7 @@ def config_form_ui(model: str, preset: str, *, key: str, columns: int = 4) -> di
     Widget keys include the preset, so choosing another preset shows its values.
     """
     cfg_type = CONFIG_TYPES[model]
-    base = PRESETS[preset]
+    base = PRESETS[preset].config
     names = [f.name for f in dataclasses.fields(cfg_type) if f.name not in HIDDEN]
     main = [n for n in MAIN[model] if n in names]
     rest = [n for n in names if n not in main]

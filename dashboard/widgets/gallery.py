@@ -1,6 +1,6 @@
 """A grid of thumbnails with a button per tile, plus a pager. Generic: any page can show images.
 
-Thumbnails come from the disk cache (engine.thumbnails), keyed by content hash, so a page of
+Thumbnails come from the disk cache (engine.intake.thumbnails), keyed by content hash, so a page of
 48 costs 48 small file reads after its first visit. Use:
 
     items = [GalleryItem(id=img.id, path=Path(img.path), sha256=img.sha256, caption=f"#{img.id}",
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.thumbnails import get_thumbnail
+from engine.intake.thumbnails import get_thumbnail
 
 PAGE_SIZE = 48
 THUMB_SIZE = 160

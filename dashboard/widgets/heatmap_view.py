@@ -17,11 +17,11 @@ from PIL import Image as PILImage
 
 from dashboard.state import workspace
 from dashboard.widgets.results_data import EvalData
-from engine import viz
 from engine.errors import InputFileError
+from engine.evaluation import heatmaps as viz
 from engine.fsutil import atomic_write
-from engine.images import read_image, read_mask, resize_mask
-from engine.thumbnails import get_thumbnail
+from engine.intake.images import read_image, read_mask, resize_mask
+from engine.intake.thumbnails import get_thumbnail
 
 DISPLAY_MAX = 900  # longest side shown in the detail view
 GT_COLOR = (255, 40, 40)

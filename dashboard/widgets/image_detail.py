@@ -14,9 +14,9 @@ from PIL import Image as PILImage
 from dashboard.ui import LABEL_COLORS, fmt_when
 from db.models import Image, Mask
 from engine.errors import InputFileError
-from engine.images import open_image, exif_transpose, read_bytes, to_rgb
-from engine.maskfiles import load_mask_file
-from engine.viz import mask_overlay
+from engine.evaluation.heatmaps import mask_overlay
+from engine.intake.images import exif_transpose, open_image, read_bytes, to_rgb
+from engine.intake.maskfiles import load_mask_file
 
 DISPLAY_SIDE = 1024  # longest side shown; the overlay is computed at full resolution first
 SPLITS = {"train": "Train", "test": "Test", "none": "Unassigned"}

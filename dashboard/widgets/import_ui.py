@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.images import IMAGE_EXTENSIONS
+from engine.intake.images import IMAGE_EXTENSIONS
 
 LAYOUTS = {"auto": "Detect automatically", "seed": "seed (train/ok, test/ok, test/nok, test/masks/nok)",
            "mvtec": "MVTec (train/good, test/<defect>, ground_truth)", "flat": "flat (unlabelled images)"}

@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from dashboard.ui import (STATUS_ICONS, elapsed, fmt_duration, fmt_when, status_badge,
-                          tail_lines)
+from dashboard.ui import STATUS_ICONS, elapsed, fmt_duration, fmt_when, status_badge, tail_lines
 from db.models import Job, Run
 
 LOG_LINES = 30

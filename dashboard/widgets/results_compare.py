@@ -23,8 +23,8 @@ from db import datasets as dq
 from db import decisions as tq
 from db import masks as mq
 from db import runs as rq
-from engine import decisions as D
-from engine.metrics import verdicts
+from engine.evaluation import decisions as D
+from engine.evaluation.metrics import verdicts
 
 
 def _verdicts(scores: np.ndarray, thr: ActiveThreshold | None) -> np.ndarray:

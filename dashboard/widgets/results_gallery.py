@@ -12,7 +12,7 @@ from dashboard.state import workspace
 from dashboard.widgets.gallery import GalleryItem, gallery_ui, pager_ui
 from dashboard.widgets.heatmap_view import heat_thumbnail
 from dashboard.widgets.results_data import ActiveThreshold, EvalData
-from engine import decisions as D
+from engine.evaluation import decisions as D
 
 OUTCOME_COLORS = {"TP": "blue", "TN": "green", "FP": "orange", "FN": "red", "REVIEW": "yellow"}
 OUTCOME_HELP = {"TP": "defect caught", "TN": "OK passed", "FP": "OK part rejected (false reject)",

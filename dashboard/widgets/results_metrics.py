@@ -14,8 +14,8 @@ from dashboard.widgets import charts
 from dashboard.widgets.heatmap_view import load_map
 from dashboard.widgets.results_data import ActiveThreshold, EvalData
 from db import masks as mq
-from engine import decisions as D
-from engine.images import read_mask, resize_mask
+from engine.evaluation import decisions as D
+from engine.intake.images import read_mask, resize_mask
 
 ROWS = (  # (label, formatter) in table order
     ("Image AUROC (95% interval)", lambda m: _auroc(m.get("image_auroc"), m.get("image_auroc_ci95"))),

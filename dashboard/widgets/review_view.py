@@ -6,8 +6,7 @@ import streamlit as st
 
 from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE, SELECTED_RUN, sessions, user
 from dashboard.widgets.results_data import EvalData
-from dashboard.widgets.review_actions import (OPENS_ANNOTATE, Mark, children, record_outcome,
-                                              retrain)
+from dashboard.widgets.review_actions import OPENS_ANNOTATE, Mark, children, record_outcome, retrain
 from dashboard.widgets.run_picker import COMPARE_KEY
 from engine.errors import UserError
 

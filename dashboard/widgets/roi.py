@@ -2,7 +2,7 @@
 
 Pixels outside the region are ignored in scores, heatmaps and pixel metrics (the engine reads
 the stored ROI). Drawn on one representative image of the dataset, saved as a new ROI version
-(engine.jobs.registry.save_roi), which a concurrent save turns into a visible conflict.
+(engine.services.masks.save_roi), which a concurrent save turns into a visible conflict.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dashboard.widgets.annotate_tools import tool_ui
 from dashboard.widgets.annotate_view import background, canvas_size, geometry, load_mask
 from db import datasets as dq
 from db import masks as mq
-from engine.annotate import rasterise
+from engine.annotation.rasterise import rasterise
 from engine.errors import ConflictError, UserError
-from engine.jobs.registry import save_roi
+from engine.services.masks import save_roi
 
 MAX_CANVAS = (640, 480)  # fits the Datasets page's expander
 INCLUDE = ("rgba(40, 200, 90, 0.85)", "rgba(40, 200, 90, 0.35)")  # strokes that add to the region

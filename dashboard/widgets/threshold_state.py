@@ -3,7 +3,7 @@ histogram click and suggestion buttons, and the save with conflict detection.
 
 Session keys (all prefixed `thr{run_id}_`):
 - `base`: id of the active threshold when the run was loaded (the `base_id` of the save)
-- `value`, `rule`: the edited image threshold and how it was chosen (RULES of engine.decisions)
+- `value`, `rule`: the edited image threshold and how it was chosen (RULES of engine.evaluation.decisions)
 - `px`: pixel threshold (None = none)   - `band_on`, `band`: the review band
 - `conflict`: set when a save was refused (someone saved since `base`)   - `flash`: last save
 Widget keys (`w_*`) are written only from callbacks (before the script runs), from the
@@ -20,7 +20,7 @@ from dashboard.state import sessions, user
 from dashboard.widgets.results_data import ActiveThreshold
 from db import decisions as tq
 from db.errors import StaleEditError
-from engine import decisions as D
+from engine.evaluation import decisions as D
 
 
 def k(run_id: int, name: str) -> str:

@@ -13,9 +13,8 @@ from dashboard.widgets import charts
 from dashboard.widgets import threshold_state as S
 from dashboard.widgets.results_data import RULE_NAMES, ActiveThreshold, EvalData
 from db import decisions as tq
-from engine import decisions as D
-from engine.metrics import roc_points
-
+from engine.evaluation import decisions as D
+from engine.evaluation.metrics import roc_points
 
 
 def slider_range(data: EvalData) -> tuple[float, float]:

@@ -1,4 +1,2 @@
-"""The bridge between the engine and the database: dataset registration, queue, worker, tasks.
-
-The only part of `engine` (with `engine.cli`) that imports `db`.
-"""
+"""Background jobs: the queue (submit, cancel, retry), the worker, its child process and the tasks
+the child runs; starting a worker when none serves the database."""

@@ -13,7 +13,7 @@ import traceback
 
 from engine.errors import UserError
 from engine.jobs import tasks
-from engine.jobs.store import open_workspace
+from engine.services.store import open_workspace
 
 log = logging.getLogger("prefilter_qa.job")
 THREADS_ENV = "PREFILTER_QA_THREADS"

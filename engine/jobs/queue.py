@@ -15,7 +15,8 @@ from db.errors import NotFoundError
 from db.models import Job, Run
 from engine.config import config_to_dict, make_config
 from engine.errors import UserError
-from engine.images import IMAGE_RULE
+from engine.intake.images import IMAGE_RULE
+from engine.services.runs import trained_run
 
 
 def dataset_snapshot(session: Session, dataset_id: int, holdout_share: float, seed: int) -> dict[str, Any]:
@@ -59,17 +60,6 @@ def submit_train(
     job = jq.enqueue_job(session, "train", {"run_id": run.id, "evaluation_id": evaluation.id},
                          run_id=run.id, evaluation_id=evaluation.id, created_by=created_by)
     return job, run
-
-
-def trained_run(session: Session, run_id: int) -> Run:
-    """The run, if it exists and has a trained model; else a UserError saying which is missing."""
-    try:
-        run = rq.get_run(session, run_id)
-    except NotFoundError:
-        raise UserError(f"no run {run_id}; see `prefilter-qa runs`") from None
-    if run.status != "succeeded" or not run.checkpoint:
-        raise UserError(f"run {run_id} has no trained model (status {run.status})")
-    return run
 
 
 def submit_evaluate(

@@ -21,7 +21,7 @@ from db import runs as rq
 from db.models import Image, Mask, RegionOfInterest
 from engine.config import config_from_run
 from engine.errors import UserError
-from engine.images import read_mask, resize_mask, sha256_file
+from engine.intake.images import read_mask, resize_mask, sha256_file
 from engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _mask_paths(session: Session, test: list[Image], versions: dict[str, int] | 
 
 
 def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> None:
-    from engine.train import TrainProgress, train
+    from engine.training.train import TrainProgress, train
 
     with sessions.begin() as s:
         job = jq.get_job(s, job_id)
@@ -137,7 +137,7 @@ def run_evaluate(ws: Workspace, sessions: sessionmaker[Session], job_id: int) ->
 def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, evaluation_id: int,
                    report: Reporter, snapshot: dict[str, Any] | None) -> None:
     """Evaluate on the snapshot's test images (after training) or the dataset's current test split."""
-    from engine.evaluate import EvalItem, evaluate_run
+    from engine.evaluation.evaluate import EvalItem, evaluate_run
 
     with sessions.begin() as s:
         ev = rq.get_evaluation(s, evaluation_id)

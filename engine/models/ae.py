@@ -8,7 +8,7 @@ over those 256 channels, first 128 channels kept + BN; ConvT 128→64 + CBAM blo
 Anomaly map: mean over the RGB channels of the squared reconstruction error (the quantity the
 MSE term of the loss trains down, so a pixel the model cannot reproduce stands out; the SSIM
 term shapes the reconstruction but is a windowed statistic, too blurry for a pixel map).
-Image score: mean of the k largest map pixels, k = round(topk_at_512 · H·W / 512²).
+Image score: mean of the k largest map pixels, k = round(topk_at_512 · H·W / 512²) (`AEConfig.topk`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pytorch_msssim import ssim
 from timm.layers.cbam import CbamModule
 from torch import nn
 
+from engine.config import AEConfig
 from engine.models.base import AnomalyModel, Prediction
 
 
@@ -57,10 +58,10 @@ def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
 class RevisedAutoencoder(AnomalyModel):
     """Input (B, 3, H, W) RGB in [0, 1], H and W divisible by 16."""
 
-    def __init__(self, skip: bool = True, dropout: float = 0.2, mse_weight: float = 0.15,
-                 topk_at_512: int = 1500) -> None:
+    def __init__(self, cfg: AEConfig) -> None:
         super().__init__()
-        self.skip, self.mse_weight, self.topk_at_512 = skip, mse_weight, topk_at_512
+        self.cfg = cfg
+        skip, dropout = cfg.skip, cfg.dropout
         self.enc1, self.enc2, self.enc3, self.enc4 = _down(3, 32), _down(32, 64), _down(64, 128), _down(128, 256)
         self.bottleneck = nn.Sequential(nn.Conv2d(256, 128, 1), nn.BatchNorm2d(128), nn.ReLU(inplace=True))
         self.up1 = _up(128, 128)
@@ -79,7 +80,7 @@ class RevisedAutoencoder(AnomalyModel):
         e3 = self.enc3(e2)  # (B, 128, H/8, W/8)
         z = self.bottleneck(self.enc4(e3))  # (B, 128, H/16, W/16)
         d = self.up1(z)  # (B, 128, H/8, W/8)
-        if self.skip:
+        if self.cfg.skip:
             d = torch.cat([d, e3], dim=1)  # (B, 256, H/8, W/8)
         d = self.bn1(self.att1(d)[:, :128])  # (B, 128, H/8, W/8)
         d = self.bn2(self.att2(self.up2(d)))  # (B, 64, H/4, W/4)
@@ -92,21 +93,16 @@ class RevisedAutoencoder(AnomalyModel):
         x = x.float()
         mse = F.mse_loss(rec, x)
         s = ssim(rec, x, data_range=1.0, win_size=7, win_sigma=1.5, size_average=True)
-        return self.mse_weight * mse + (1.0 - self.mse_weight) * (1.0 - s)
+        w = self.cfg.mse_weight
+        return w * mse + (1.0 - w) * (1.0 - s)
 
-    def topk(self, h: int, w: int) -> int:
-        return max(1, round(self.topk_at_512 * h * w / 512**2))
-
-    def score_from_map(self, amap: torch.Tensor) -> torch.Tensor:
+    def score(self, amap: torch.Tensor) -> torch.Tensor:
         """(B, H, W) -> (B,): mean of the top-k pixel errors inside the ROI."""
-        return self.topk_mean(amap, self.topk(*amap.shape[-2:]), self._valid(amap))
+        self.check_roi(amap)
+        return self.topk_mean(amap, self.cfg.topk(*amap.shape[-2:]), self.roi_index)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | Prediction:
-        """Training mode: the reconstruction. Eval mode: a Prediction (computed without autograd)."""
-        if self.training:
-            return self.reconstruct(x)
-        with torch.no_grad():  # inference only: no autograd graph kept
+    def forward(self, x: torch.Tensor) -> Prediction:
+        with torch.no_grad():
             rec = self.reconstruct(x)
-            amap = ((rec.float() - x.float()) ** 2).mean(dim=1)  # (B, H, W)
-            amap = self.apply_roi(amap)
-            return Prediction(score=self.score_from_map(amap), anomaly_map=amap)
+            amap = self.apply_roi(((rec.float() - x.float()) ** 2).mean(dim=1))  # (B, H, W)
+            return Prediction(score=self.score(amap), anomaly_map=amap)

@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from engine.images import read_mask
-from tests.browser.conftest import (APP_IDLE, AppServer, assert_no_exception, enter_text, run_and_wait, screenshot,
-                                    wait_for_app)
+from engine.intake.images import read_mask
+from tests.browser.conftest import (
+    APP_IDLE,
+    AppServer,
+    assert_no_exception,
+    enter_text,
+    run_and_wait,
+    screenshot,
+    wait_for_app,
+)
 
 
 def _first_nok(app_server: AppServer) -> tuple[int, int, int]:

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import (AppServer, assert_no_exception, enter_text, goto_page, run_and_wait,
-                                    screenshot)
+from tests.browser.conftest import AppServer, assert_no_exception, enter_text, goto_page, run_and_wait, screenshot
 
 TRAIN_TIMEOUT_MS = 420_000  # tiny DFR on two CPU cores takes well under a minute; be generous
 # The tiny settings the session fixture trains with (tests/conftest.py TINY_DFR), as form labels.

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.metrics import roc_points
-from tests.browser.conftest import (AppServer, assert_no_exception, enter_text, run_and_wait, screenshot,
-                                    wait_for_app)
+from engine.evaluation.metrics import roc_points
+from tests.browser.conftest import AppServer, assert_no_exception, enter_text, run_and_wait, screenshot, wait_for_app
 from tests.conftest import cli
 
 pytestmark = pytest.mark.browser
@@ -25,7 +24,7 @@ ROC_TITLE = "ROC — click a point to use its threshold"
 def _scores(home: Any, run_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(y_nok, scores) of the run's latest evaluation, read from the served workspace."""
     from db import runs as rq
-    from engine.jobs.store import open_workspace
+    from engine.services.store import open_workspace
 
     _, sessions = open_workspace(str(home))
     with sessions.begin() as s:
@@ -121,7 +120,7 @@ def test_results_shows_a_heatmap(app_page: Any, app_server: AppServer) -> None:
 
 
 def test_histogram_bar_click_sets_its_left_edge(app_page: Any, app_server: AppServer) -> None:
-    from engine import decisions as D
+    from engine.evaluation import decisions as D
 
     page, run = app_page, app_server.trained.ae_run
     y, s = _scores(app_server.home, run)

@@ -40,12 +40,12 @@ def texts(at: AppTest) -> str:
 
 def import_tiny(tiny_demo: Path, name: str = "tiny") -> dict[str, Any]:
     """Import the tiny demo into the current workspace (PREFILTER_QA_HOME) like the CLI does."""
-    from engine.cli_commands import import_folder
+    from engine.cli.commands import import_folder
 
     return import_folder(tiny_demo, name)
 
 
 def sessions() -> Any:
-    from engine.jobs.store import open_workspace
+    from engine.services.store import open_workspace
 
     return open_workspace()[1]

@@ -17,12 +17,12 @@ from streamlit.testing.v1 import AppTest
 from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE
 from dashboard.widgets import canvas as canvas_module
 from dashboard.widgets.annotate_view import MAX_CANVAS, canvas_size, geometry
-from engine.annotate import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
-from engine.jobs.registry import save_mask
-from engine.jobs.store import open_workspace
-from engine.maskfiles import load_mask_file
 from db import datasets as dq
 from db import masks as mq
+from engine.annotation.rasterise import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
+from engine.intake.maskfiles import load_mask_file
+from engine.services.masks import save_mask
+from engine.services.store import open_workspace
 from tests.conftest import REPO, cli
 
 PAGE = "dashboard/pages/annotate.py"

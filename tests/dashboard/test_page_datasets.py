@@ -47,7 +47,7 @@ def test_pagination_of_48(home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "many"
     for i in range(50):
         ff.make_good_png(folder / f"img_{i:03d}.png", (32, 32), seed=1000 + i)
-    from engine.cli_commands import import_folder
+    from engine.cli.commands import import_folder
 
     import_folder(folder, "many", "flat")
     at = open_page("datasets")

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from dashboard.state import SELECTED_RUN
-from engine import decisions as D
+from engine.evaluation import decisions as D
 from tests.conftest import cli
 from tests.dashboard.page_helpers import assert_ok, open_page, texts
-from tests.dashboard.qa_helpers import (Copy, scores_of, set_threshold, threshold_with_fp_and_fn,
-                                        trained_copy)  # noqa: F401  (fixture)
+from tests.dashboard.qa_helpers import (
+    Copy,
+    scores_of,
+    set_threshold,
+    threshold_with_fp_and_fn,
+    trained_copy,  # noqa: F401  (fixture)
+)
 
 
 def _badges(at) -> list[str]:  # type: ignore[no-untyped-def]

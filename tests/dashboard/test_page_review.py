@@ -10,10 +10,15 @@ from db import datasets as dq
 from db import decisions as tq
 from db import jobs as jq
 from db import runs as rq
-from engine import decisions as D
+from engine.evaluation import decisions as D
 from tests.dashboard.page_helpers import assert_ok, open_page, sessions, texts
-from tests.dashboard.qa_helpers import (Copy, scores_of, set_threshold, threshold_with_fp_and_fn,
-                                        trained_copy)  # noqa: F401
+from tests.dashboard.qa_helpers import (
+    Copy,
+    scores_of,
+    set_threshold,
+    threshold_with_fp_and_fn,
+    trained_copy,  # noqa: F401
+)
 
 
 @pytest.fixture

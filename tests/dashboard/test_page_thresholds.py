@@ -9,8 +9,8 @@ import pytest
 
 from dashboard.state import SELECTED_RUN
 from db import decisions as tq
-from engine import decisions as D
-from engine.metrics import ok_only_threshold
+from engine.evaluation import decisions as D
+from engine.evaluation.metrics import ok_only_threshold
 from tests.conftest import cli
 from tests.dashboard.page_helpers import assert_ok, open_page, sessions, texts
 from tests.dashboard.qa_helpers import Copy, scores_of, set_threshold, trained_copy  # noqa: F401

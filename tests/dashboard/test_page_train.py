@@ -31,12 +31,12 @@ def test_preset_values_and_help_are_shown(tiny_ws: Path) -> None:
     assert at.radio(key="train_model").value == "dfr"
     assert at.selectbox(key="train_preset_dfr").value == "dfr"
     epochs = at.number_input(key="train_cfg_dfr_dfr_epochs")
-    assert epochs.value == PRESETS["dfr"].epochs
+    assert epochs.value == PRESETS["dfr"].config.epochs
     assert field_help(DFRConfig)["epochs"] in epochs.help
     assert at.text_input(key="train_cfg_dfr_dfr_backbone_weights").value == "pretrained"  # advanced
     assert "Preset values as they are" in texts(at)
     at.radio(key="train_model").set_value("ae").run()
-    assert at.number_input(key="train_cfg_ae_ae_epochs").value == PRESETS["ae"].epochs
+    assert at.number_input(key="train_cfg_ae_ae_epochs").value == PRESETS["ae"].config.epochs
 
 
 def test_launch_queues_a_job_with_only_the_changed_fields(tiny_ws: Path) -> None:
@@ -54,14 +54,14 @@ def test_launch_queues_a_job_with_only_the_changed_fields(tiny_ws: Path) -> None
         run = rq.get_run(s, jobs[0].run_id)
         cfg = run.config
     assert (cfg["epochs"], cfg["input_size"], cfg["map_size"], cfg["backbone_weights"]) == (1, 64, 16, "random")
-    assert cfg["batch_size"] == PRESETS["dfr"].batch_size and run.created_by == "erika"
+    assert cfg["batch_size"] == PRESETS["dfr"].config.batch_size and run.created_by == "erika"
     assert f"Queued **job {jobs[0].id}**" in texts(at)
     links = at.get("page_link")
     assert "jobs" in [link.proto.page for link in links]
 
 
 def test_bad_value_and_no_training_images_are_clear_errors(home: Path, tmp_path: Path) -> None:
-    from engine.cli_commands import import_folder
+    from engine.cli.commands import import_folder
 
     ff.make_good_png(tmp_path / "flat" / "a.png")
     import_folder(tmp_path / "flat", "unlabelled", "flat")

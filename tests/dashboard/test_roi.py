@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.widgets.roi import MAX_CANVAS as ROI_CANVAS
 from db import datasets as dq
 from db import masks as mq
-from engine.jobs.registry import save_roi
-from engine.jobs.store import open_workspace
-from engine.maskfiles import load_mask_file
+from engine.intake.maskfiles import load_mask_file
+from engine.services.masks import save_roi
+from engine.services.store import open_workspace
 from tests.conftest import cli
-from dashboard.widgets.roi import MAX_CANVAS as ROI_CANVAS
 from tests.dashboard.test_page_annotate import Canvas
 
 

@@ -15,8 +15,8 @@ from db import runs as rq
 from db.errors import StaleEditError
 from db.models import Image
 from engine.errors import ConflictError
-from engine.jobs.registry import save_mask
-from engine.maskfiles import load_mask_file
+from engine.intake.maskfiles import load_mask_file
+from engine.services.masks import save_mask
 
 
 @pytest.fixture

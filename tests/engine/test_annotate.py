@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.annotate import (ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE, CanvasGeometry,
-                             is_eraser, parse_color, rasterise)
-from engine.fabric import absolute_path, path_offset
+from engine.annotation.fabric import absolute_path, path_offset
+from engine.annotation.rasterise import (
+    ERASER_FILL,
+    ERASER_STROKE,
+    PAINT_FILL,
+    PAINT_STROKE,
+    CanvasGeometry,
+    is_eraser,
+    parse_color,
+    rasterise,
+)
 
 DATA = Path(__file__).parent / "data"
 ONE = CanvasGeometry(scale_x=1.0, scale_y=1.0)  # canvas px = image px

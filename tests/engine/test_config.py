@@ -10,8 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (PRESETS, AEConfig, DFRConfig, config_from_dict, config_to_dict, field_help,
-                           make_config, parse_overrides, score_rule)
+from engine.config import (
+    CONFIG_TYPES,
+    PRESETS,
+    AEConfig,
+    DFRConfig,
+    config_from_dict,
+    config_to_dict,
+    field_help,
+    make_config,
+    parse_overrides,
+    score_rule,
+)
 from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,35 +29,51 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_presets_exist_and_belong_to_their_family() -> None:
     assert {"ae", "ae-512", "dfr", "dfr-128", "dfr-170"} <= PRESETS.keys()
-    for name, cfg in PRESETS.items():
-        assert cfg.preset == name
+    for name, preset in PRESETS.items():
+        cfg = preset.config
+        assert cfg.preset == name and cfg.model == preset.model
         assert isinstance(cfg, AEConfig if name.startswith("ae") else DFRConfig)
+        assert make_config(preset.model, name) == cfg
 
 
 def test_thesis_presets_are_literal() -> None:
-    ae = PRESETS["ae-512"]
+    ae = PRESETS["ae-512"].config
     assert (ae.input_size, ae.epochs, ae.batch_size, ae.lr, ae.weight_decay, ae.optimizer) == \
         (512, 25, 16, 1e-3, 1e-5, "adamw")
     for name, m in (("dfr-128", 128), ("dfr-170", 170)):
-        c = PRESETS[name]
+        c = PRESETS[name].config
         assert (c.backbone, c.input_size, c.map_size, c.batch_size, c.lr, c.optimizer) == \
             ("tf_efficientnet_b6", 512, m, 4, 1e-3, "adam")
         assert c.stages == (0, 1, 2, 3, 4, 5) and c.pca_variance == 0.9 and c.aggregation == "ours"
         assert not c.feature_standardise and not c.residual_norm and c.score == "max"
-    assert PRESETS["ae"].input_size == 256 and PRESETS["dfr"].backbone == "tf_efficientnet_lite0"
+        assert not (c.position_norm or c.stage_norm or c.image_median) and c.score_combine == "map"
+    assert PRESETS["ae"].config.input_size == 256 and PRESETS["dfr"].config.backbone == "tf_efficientnet_lite0"
 
 
-def test_every_field_has_help_and_a_comment() -> None:
+def test_each_setting_is_declared_once_with_help() -> None:
     for cls in (AEConfig, DFRConfig):
         helps = field_help(cls)
         assert helps and all(text.strip() for text in helps.values()), cls
-    src = (ROOT / "engine" / "config.py").read_text().splitlines()
-    for node in ast.walk(ast.parse("\n".join(src))):
-        if isinstance(node, ast.ClassDef) and node.name in ("_Common", "AEConfig", "DFRConfig"):
-            for st in node.body:
-                if isinstance(st, ast.AnnAssign):
-                    lines = src[st.lineno - 1: st.end_lineno]
-                    assert any("#" in ln for ln in lines), f"{node.name}.{st.target.id} has no comment"
+    tree = ast.parse((ROOT / "engine" / "config.py").read_text())
+    declared = [st.target.id for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name in ("_Common", "AEConfig", "DFRConfig")
+                for st in node.body if isinstance(st, ast.AnnAssign) and st.target.id != "FAMILY"]
+    assert len(declared) == len(set(declared)), sorted(n for n in declared if declared.count(n) > 1)
+
+
+def test_presets_list_only_what_they_change() -> None:
+    for preset in PRESETS.values():
+        defaults = CONFIG_TYPES[preset.model]()
+        same = [k for k, v in preset.changes.items() if getattr(defaults, k) == v]
+        assert not same, f"preset {preset.name} repeats defaults: {same}"
+
+
+def test_readme_and_cli_help_carry_each_preset_description() -> None:
+    readme = (ROOT / "README.md").read_text()
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    for preset in PRESETS.values():
+        assert preset.description in readme, preset.name
+        assert " ".join(preset.description.rstrip(".").split()[:4]) in " ".join(out.split()), preset.name
 
 
 def test_overrides_are_parsed_by_field_type() -> None:
@@ -85,9 +111,9 @@ def test_parse_overrides() -> None:
 
 
 def test_dict_round_trip_through_json() -> None:
-    for cfg in PRESETS.values():
-        d = json.loads(json.dumps(config_to_dict(cfg)))
-        assert config_from_dict(d) == cfg
+    for preset in PRESETS.values():
+        d = json.loads(json.dumps(config_to_dict(preset.config)))
+        assert config_from_dict(d) == preset.config
     with pytest.raises(UserError):
         config_from_dict({"model": "dfr", "bogus": 1})
 
@@ -99,10 +125,10 @@ def test_importing_config_does_not_import_torch() -> None:
 
 
 def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
-    dfr = config_to_dict(PRESETS["dfr"])
+    dfr = config_to_dict(PRESETS["dfr"].config)
     assert "combined by their max" in score_rule(dfr) and "its peak is not the score" in score_rule(dfr)
-    literal = config_to_dict(PRESETS["dfr-128"])
+    literal = config_to_dict(PRESETS["dfr-128"].config)
     assert score_rule(literal) == "Image score: largest value of the heatmap."
-    assert "mean of the 375 largest pixel errors" in score_rule(config_to_dict(PRESETS["ae"]))  # 1500 at 512²
+    assert "mean of the 375 largest pixel errors" in score_rule(config_to_dict(PRESETS["ae"].config))  # 1500 at 512²
     assert score_rule(dfr | {"image_rule": {"resize": "stretch"}}) == score_rule(dfr)  # a run's stored config
     assert score_rule({"model": "cnn"}) == ""  # unreadable stored config: nothing to say

@@ -1,13 +1,13 @@
-"""engine.decisions: the same verdict rule as engine.metrics, click semantics, suggestions."""
+"""engine.evaluation.decisions: the same verdict rule as engine.evaluation.metrics, click semantics, suggestions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine import decisions as D
-from engine import metrics as M
-from engine.pixel_metrics import PixelAccumulator, RangeScanner
+from engine.evaluation import decisions as D
+from engine.evaluation import metrics as M
+from engine.evaluation.pixel_metrics import PixelAccumulator, RangeScanner
 
 Y = np.array([0, 0, 1, 0, 1, 1], bool)
 S = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from engine.demo import (DEFECT_TYPES, MANIFEST, DemoError, DemoSpec, DemoSummary, generate_demo,
-                         image_rng)
-from engine.demo_render import MASK_TOL, MAX_AREA, MIN_AREA, render_part
+from engine.demo.generate import DEFECT_TYPES, MANIFEST, DemoError, DemoSpec, DemoSummary, generate_demo, image_rng
+from engine.demo.render import MASK_TOL, MAX_AREA, MIN_AREA, render_part
 
 TINY = DemoSpec(size=64, n_train_ok=8, n_test_ok=4, n_test_nok=6, seed=3)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.data import enhance_flags
-from engine.enhance import enhance
+from engine.intake.enhance import enhance
+from engine.training.data import enhance_flags
 
 
 def _img() -> np.ndarray:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.evaluate import EvalItem, evaluate_run
+from engine.evaluation.evaluate import EvalItem, evaluate_run
 
 
 def _write_images(root: Path) -> dict:
@@ -52,7 +52,7 @@ def _write_images(root: Path) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from engine.config import make_config
-    from engine.train import train
+    from engine.training.train import train
 
     root = tmp_path_factory.mktemp("eval")
     data = _write_images(root / "img")
@@ -60,9 +60,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
                                        "num_workers": "0", "holdout_share": "0.25",
                                        "device": "cpu"})
     # train() takes the OK images with the holdout already split off (the job's snapshot does it)
-    from engine.data import split_holdout
-
-    paths, data["holdout"] = split_holdout(data["train"], cfg.holdout_share, cfg.seed)
+    paths, data["holdout"] = data["train"][1:], data["train"][:1]
     res = train(cfg, paths, root / "run")
     return res.checkpoint, data
 

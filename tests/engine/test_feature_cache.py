@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.feature_cache import FeatureCache
+from engine.training.feature_cache import FeatureCache
 
 
 def test_cache_round_trips_items_by_index_in_float16(tmp_path) -> None:

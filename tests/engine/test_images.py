@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import images
 from engine.errors import InputFileError
-from engine.images import (ImageInfo, probe_image, read_image, read_mask, resize_image,
-                           resize_mask, sha256_file)
+from engine.intake import images
+from engine.intake.images import ImageInfo, probe_image, read_image, read_mask, resize_image, resize_mask, sha256_file
 from tests import fixtures_files as ff
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import images
 from engine.errors import UserError
-from engine.importer import Skipped, detect_layout, ensure_allowed_root, scan_folder
+from engine.intake import images
+from engine.intake.importer import Skipped, detect_layout, ensure_allowed_root, scan_folder
 from tests import fixtures_files as ff
 
 

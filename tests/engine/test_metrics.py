@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from engine import metrics as M
-from engine.pixel_metrics import PixelAccumulator, PixelBinning, RangeScanner
+from engine.evaluation import metrics as M
+from engine.evaluation.pixel_metrics import PixelAccumulator, PixelBinning, RangeScanner
 
 Y_TOY = np.array([0, 0, 1, 0, 1, 1], bool)
 S_TOY = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])

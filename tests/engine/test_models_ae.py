@@ -6,6 +6,7 @@ import pytest
 import torch
 from timm.layers.cbam import CbamModule
 
+from engine.config import AEConfig
 from engine.models.ae import CBAMBlock, RevisedAutoencoder
 from engine.models.base import Prediction
 
@@ -20,9 +21,9 @@ def _images(n: int = 4, size: int = 64) -> torch.Tensor:
 @pytest.mark.parametrize("skip", [True, False])
 def test_shapes_and_prediction(skip: bool) -> None:
     torch.manual_seed(0)
-    model = RevisedAutoencoder(skip=skip)
+    model = RevisedAutoencoder(AEConfig(skip=skip))
     x = _images(2, 64)
-    assert model.train()(x).shape == x.shape  # training mode: reconstruction at input size
+    assert model.train().reconstruct(x).shape == x.shape  # reconstruction at input size
     pred = model.eval()(x)
     assert isinstance(pred, Prediction)
     assert pred.score.shape == (2,) and pred.anomaly_map.shape == (2, 64, 64)
@@ -32,7 +33,7 @@ def test_shapes_and_prediction(skip: bool) -> None:
 
 
 def test_architecture_follows_the_thesis() -> None:
-    model = RevisedAutoencoder()
+    model = RevisedAutoencoder(AEConfig())
     assert [m[0].out_channels for m in (model.enc1, model.enc2, model.enc3, model.enc4)] == [32, 64, 128, 256]
     assert isinstance(model.att1.body[6], CbamModule) and model.att1.body[0].in_channels == 256
     block = CBAMBlock(32)
@@ -44,22 +45,22 @@ def test_architecture_follows_the_thesis() -> None:
 
 
 def test_topk_rule_and_roi() -> None:
-    model = RevisedAutoencoder().eval()
-    assert model.topk(512, 512) == 1500 and model.topk(256, 256) == 375 and model.topk(64, 64) == 23
+    model = RevisedAutoencoder(AEConfig()).eval()
+    assert model.cfg.topk(512, 512) == 1500 and model.cfg.topk(256, 256) == 375 and model.cfg.topk(64, 64) == 23
     amap = torch.zeros(1, 64, 64)
     amap[0, :5, :5] = 1.0  # 25 hot pixels
-    assert float(model.score_from_map(amap)) == pytest.approx(1.0)  # top 23 all hot
+    assert float(model.score(amap)) == pytest.approx(1.0)  # top 23 all hot
     roi = torch.ones(64, 64, dtype=torch.bool)
     roi[:10, :10] = False
     model.set_roi(roi)
-    assert float(model.score_from_map(amap)) == 0.0
+    assert float(model.score(amap)) == 0.0
     pred = model(_images(1))
     assert float(pred.anomaly_map[0, :10, :10].abs().sum()) == 0.0
 
 
 def test_loss_uses_ssim_on_unit_range_and_decreases() -> None:
     torch.manual_seed(0)
-    model = RevisedAutoencoder()
+    model = RevisedAutoencoder(AEConfig())
     x = _images(4)
     model.reconstruct = lambda inp: inp  # perfect reconstruction -> zero loss (data_range=1 SSIM)
     assert float(model.loss(x)) == pytest.approx(0.0, abs=1e-5)

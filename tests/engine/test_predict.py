@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.metrics import ThresholdError, verdicts
-from engine.predict import predict_images, results_to_json
+from engine.evaluation.metrics import ThresholdError, verdicts
+from engine.evaluation.predict import predict_images, results_to_json
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     from engine.config import make_config
-    from engine.train import train
+    from engine.training.train import train
 
     root = tmp_path_factory.mktemp("pred")
     rng = np.random.default_rng(1)
@@ -57,7 +57,7 @@ def test_predict_verdicts_overlays_and_errors(trained: tuple[Path, list[Path]],
     assert res[3].error and "not found" in res[3].error and res[3].verdict is None
     good = [r for r in res if r.error is None]
     assert [r.score for r in good] == pytest.approx(scores, rel=1e-5)
-    # the verdict rule is the one of engine.metrics
+    # the verdict rule is the one of engine.evaluation.metrics
     assert [r.verdict for r in good] == list(verdicts([r.score for r in good], thr, band))
     for r, p in zip(good, (paths[0], paths[1], paths[2])):
         png = cv2.imread(r.heatmap)

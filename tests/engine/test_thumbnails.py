@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.images import sha256_file
-from engine.thumbnails import get_thumbnail, get_thumbnails, placeholder_path, thumbnail_path
+from engine.intake.images import sha256_file
+from engine.intake.thumbnails import get_thumbnail, get_thumbnails, placeholder_path, thumbnail_path
 from tests import fixtures_files as ff
 
 

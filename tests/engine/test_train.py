@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.checkpoint import load_checkpoint, load_model
 from engine.config import make_config
-from engine.data import make_loader
 from engine.errors import InputFileError, UserError
-from engine.train import TrainProgress, train
+from engine.models.checkpoint import load_checkpoint, load_model
+from engine.training.data import make_loader
+from engine.training.train import TrainProgress, train
 
 
 def _write_images(folder, n: int = 6, size=(80, 72)) -> list:
@@ -70,9 +70,10 @@ def test_dfr_without_feature_cache_and_fixed_latent(tmp_path) -> None:
     result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
     assert result.info["latent_dim"] == 7 and result.info["feature_cache"] is False
     loaded, _ = load_model(result.checkpoint, device="cpu")
-    assert float(loaded.err_scale.min()) > 0 and not torch.all(loaded.feat_std == 1)
-    assert float(loaded.pos_mean.min()) > 0 and float(loaded.pos_std.min()) > 0
-    assert loaded.pos_mean.shape == (1, 16, 16) and loaded.position_norm
+    norm = loaded.normaliser
+    assert float(norm.err_scale.min()) > 0 and not torch.all(loaded.feat_std == 1)
+    assert float(norm.pos_mean.min()) > 0 and float(norm.pos_std.min()) > 0
+    assert norm.pos_mean.shape == (1, 16, 16) and norm.position_norm
 
 
 def test_dfr_stage_norm_keeps_statistics_per_stage(tmp_path) -> None:
@@ -80,8 +81,9 @@ def test_dfr_stage_norm_keeps_statistics_per_stage(tmp_path) -> None:
     overrides = dict(CONFIGS["dfr"], stages="1,2", position_norm="true", stage_norm="true", enhance="false")
     result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run")
     loaded, _ = load_model(result.checkpoint, device="cpu")
-    assert loaded.stage_norm and loaded.pos_mean.shape == (2, 16, 16)
-    assert float(loaded.pos_std.min()) > 0 and not torch.allclose(loaded.pos_mean[0], loaded.pos_mean[1])
+    norm = loaded.normaliser
+    assert loaded.cfg.stage_norm and norm.pos_mean.shape == (2, 16, 16)
+    assert float(norm.pos_std.min()) > 0 and not torch.allclose(norm.pos_mean[0], norm.pos_mean[1])
     with pytest.raises(UserError, match="stage_norm=true needs position_norm=true"):
         make_config("dfr", overrides=dict(CONFIGS["dfr"], position_norm="false", stage_norm="true"))
 
@@ -94,12 +96,13 @@ def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
     roi[:, :24] = True  # the left 3/8: its medians differ from the whole map's
     result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run", roi=roi)
     loaded, cfg = load_model(result.checkpoint, device="cpu")
-    assert loaded.image_median and loaded.score_combine == "max" and cfg.score_combine == "max"
+    assert loaded.normaliser.image_median and loaded.cfg.score_combine == "max" and cfg.score_combine == "max"
     assert loaded.roi is not None
     _, x = next(iter(make_loader(paths, cfg, train=False, batch_size=4)))
     with torch.no_grad():
-        medians = loaded.image_medians(loaded.stage_maps(loaded.features(x), subtract_median=False))  # (4, 2)
-    assert torch.allclose(loaded.median_cap, medians.amax(dim=0), atol=2e-3)  # training read float16 features
+        z = loaded.normaliser(loaded.errors(loaded.features(x)), subtract_median=False)  # (4, 2, m, m)
+        medians = loaded.normaliser.medians(z)  # (4, 2)
+    assert torch.allclose(loaded.normaliser.median_cap, medians.amax(dim=0), atol=2e-3)  # training read float16
 
 
 def _children_named(comm: str) -> list[int]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UserError
-from engine.importer import scan_folder
-from engine.uploads import extract_zip, find_dataset_root, sanitize_name, save_uploaded_files
+from engine.intake.importer import scan_folder
+from engine.intake.uploads import extract_zip, find_dataset_root, sanitize_name, save_uploaded_files
 from tests import fixtures_files as ff
 
 

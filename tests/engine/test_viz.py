@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import viz
+from engine.evaluation import heatmaps as viz
 
 
 def test_colorize_and_overlay_shapes() -> None:
@@ -46,5 +46,5 @@ def test_mask_overlay_and_heatmap_roundtrip(tmp_path: Path) -> None:
 
 
 def test_viz_does_not_import_torch() -> None:
-    code = "import sys, engine.viz; assert 'torch' not in sys.modules"
+    code = "import sys, engine.evaluation.heatmaps; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -164,7 +164,7 @@ def test_region_of_interest_reaches_training_and_evaluation(tiny_home: Path) -> 
     import numpy as np
 
     from db import datasets as dq
-    from engine.jobs.registry import save_roi
+    from engine.services.masks import save_roi
 
     sessions = _sessions(tiny_home)
     roi = np.zeros((64, 64), bool)  # drawn at image size; the model's input is smaller here

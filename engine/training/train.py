@@ -2,7 +2,7 @@
 
 The caller (the job's child process) sets torch's thread count and passes the OK training
 images with the `holdout_share` for the OK-only threshold already taken out (the job's dataset
-snapshot does that; `engine.data.split_holdout` is a helper for notebook use).
+snapshot does that, `engine.jobs.queue.dataset_snapshot`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.checkpoint import CHECKPOINT_NAME, resolve_device, save_checkpoint
 from engine.config import AEConfig, DFRConfig
-from engine.data import iterate, make_loader
 from engine.errors import UserError
-from engine.images import IMAGE_RULE
+from engine.intake.images import IMAGE_RULE
+from engine.models.checkpoint import CHECKPOINT_NAME, resolve_device, save_checkpoint
+from engine.training.data import iterate, make_loader
 from engine.workspace import FEATURE_CACHE_NAME
 
 log = logging.getLogger(__name__)
@@ -160,58 +160,23 @@ def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callabl
     as all of them at a quarter of the cost (measured on the magnetic-tile sample).
     """
     if cfg.train_positions >= 1.0:
-        return model.loss_on_features
+        return model.loss
     k = max(1, round(cfg.train_positions * m * m))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     def loss(f: torch.Tensor) -> torch.Tensor:  # f: (B, C, m, m)
         idx = torch.randperm(m * m, generator=gen)[:k].to(f.device)
-        return model.loss_on_features(f.flatten(2)[:, :, idx].unsqueeze(-1))  # on (B, C, k, 1)
+        return model.loss(f.flatten(2)[:, :, idx].unsqueeze(-1))  # on (B, C, k, 1)
 
     return loss
-
-
-@torch.no_grad()
-def _error_statistics(model: torch.nn.Module, cfg: DFRConfig, batches: Callable[[int], Iterator[torch.Tensor]],
-                      n: int, device: torch.device) -> None:
-    """Training-image error statistics the anomaly map is normalised with (residual_norm, position_norm,
-    image_median)."""
-    model.eval()
-    if cfg.residual_norm:  # mean squared error per channel
-        total = torch.zeros(model.err_scale.shape[0], dtype=torch.float64)
-        for x in batches(0):
-            total += model.channel_errors(x.to(device)).double().mean(dim=(2, 3)).sum(dim=0).cpu()
-        model.err_scale.copy_((total / n).clamp_min(1e-12).float())
-    if cfg.position_norm:  # mean and std of the error map per position
-        s1 = torch.zeros(model.pos_mean.shape, dtype=torch.float64)  # (G, m, m)
-        s2 = torch.zeros_like(s1)
-        for x in batches(0):
-            maps = model.raw_maps(x.to(device)).double().cpu()  # (B, G, m, m)
-            s1 += maps.sum(dim=0)
-            s2 += (maps**2).sum(dim=0)
-        mean = s1 / n
-        var = ((s2 - n * mean**2) / max(n - 1, 1)).clamp_min(0)
-        # Shrink each position's variance towards its map-wide one (worth 10 images): few
-        # training images must not make a single position's std tiny.
-        var = (n * var + 10.0 * var.mean(dim=(1, 2), keepdim=True)) / (n + 10.0)
-        floor = 1e-6 * mean.abs().mean(dim=(1, 2), keepdim=True) + 1e-12
-        std = torch.maximum(var.sqrt(), floor)
-        model.pos_mean.copy_(mean.float())
-        model.pos_std.copy_(std.float())
-    if cfg.image_median:  # the largest median any OK training image's map has, per group
-        cap = torch.full(model.median_cap.shape, -float("inf"), dtype=torch.float64)
-        for x in batches(0):
-            med = model.image_medians(model.stage_maps(x.to(device), subtract_median=False)).double().cpu()
-            cap = torch.maximum(cap, med.amax(dim=0))  # (G,)
-        model.median_cap.copy_(cap.float())
 
 
 def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress,
                roi: np.ndarray | None) -> tuple:
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
-    from engine.feature_cache import FeatureCache, feature_pass
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
+    from engine.training.feature_cache import FeatureCache, feature_pass
 
     feats = build_features(cfg).to(device)
     n, c, m = len(paths), feats.out_channels, cfg.map_size
@@ -229,7 +194,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
         log.info("DFR: %d channels, PCA %.0f%% -> d=%d, using d=%d", c, 100 * cfg.pca_variance, pca_d, d)
         model = build_dfr(cfg, feats, d).to(device)
         _set_roi(model, roi)
-        model.set_feature_stats(stats.mean.float(), stats.std.float())
+        model.fit_feature_scaling(stats)
         bs = cfg.batch_size
         steps = math.ceil(n / bs)
         if cache is not None:
@@ -245,7 +210,8 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 return (feats(x.to(device)) for _, x in iterate(loader))
 
         history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
-        _error_statistics(model, cfg, batches, n, device)
+        model.eval()
+        model.normaliser.fit(lambda: (model.errors(x.to(device)) for x in batches(0)), n)
     finally:
         if cache is not None:
             cache.delete()

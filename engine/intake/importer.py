@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from engine.errors import InputFileError, UserError
-from engine.images import IMAGE_EXTENSIONS, ImageInfo, probe_image, read_mask, sha256_file
+from engine.intake.images import IMAGE_EXTENSIONS, ImageInfo, probe_image, read_mask, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from engine.fsutil import atomic_write_bytes
-from engine.images import read_mask
+from engine.intake.images import read_mask
 
 
 def encode_mask(mask: np.ndarray) -> bytes:

@@ -1,7 +1,7 @@
 """Files from the browser: single uploads and zip archives, written only inside dest_dir.
 
 Nothing a browser sends is trusted: names are reduced to safe basenames (or safe relative
-paths for archive members), every image is fully decoded (engine.images.probe_image) before it
+paths for archive members), every image is fully decoded (engine.intake.images.probe_image) before it
 becomes visible under its final name, and each file appears atomically (temp file in the same
 folder, fsync, then a no-clobber link/rename).
 
@@ -36,8 +36,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from engine.errors import InputFileError, UserError
-from engine.images import IMAGE_EXTENSIONS, probe_image, sha256_file
-from engine.importer import Skipped
+from engine.intake.images import IMAGE_EXTENSIONS, probe_image, sha256_file
+from engine.intake.importer import Skipped
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20

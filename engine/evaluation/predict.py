@@ -1,6 +1,6 @@
 """Score new images with a stored model and threshold (`prefilter-qa predict`).
 
-Verdicts follow `engine.metrics.verdicts` (NOK iff score >= threshold; review band
+Verdicts follow `engine.evaluation.metrics.verdicts` (NOK iff score >= threshold; review band
 OK < lo <= REVIEW < hi <= NOK), so prediction and evaluation can never disagree. Heatmaps are
 PNG overlays on the original image (original resolution), written by a small thread pool.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.evaluation.heatmaps import mask_overlay, overlay, predicted_mask, to_original_grid
+from engine.evaluation.metrics import verdicts
 from engine.fsutil import atomic_write_bytes
-from engine.metrics import verdicts
-from engine.viz import mask_overlay, overlay, predicted_mask, to_original_grid
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
     """
     import torch
 
-    from engine.checkpoint import load_model
-    from engine.data import iterate
-    from engine.eval_data import make_eval_loader, model_input, prepare_model
+    from engine.evaluation.loading import make_eval_loader, model_input, prepare_model
+    from engine.models.checkpoint import load_model
+    from engine.training.data import iterate
 
     verdicts([], image_threshold, review_band)  # a bad band fails before any work
     paths = [Path(p) for p in paths]

@@ -1,4 +1,4 @@
-"""Decoding for evaluation and prediction: like `engine.data`, but an unreadable file is a
+"""Decoding for evaluation and prediction: like `engine.training.data`, but an unreadable file is a
 per-item error instead of an exception that would abort the whole loader.
 
 Each item is a dict; `collate` packs a batch into one uint8 array and keeps strings/originals
@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from engine.enhance import enhance
+from engine.config import Config
 from engine.errors import InputFileError
-from engine.images import read_image, read_mask, resize_image, resize_mask
+from engine.intake.enhance import enhance
+from engine.intake.images import read_image, read_mask, resize_image, resize_mask
 
 
 class EvalDataset(Dataset):
@@ -178,11 +179,11 @@ def model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True, memory_format=torch.channels_last)
 
 
-def make_eval_loader(paths: Sequence[Path], config: object, batch_size: int,
+def make_eval_loader(paths: Sequence[Path], config: Config, batch_size: int,
                      mask_paths: Sequence[Path | None] | None = None,
                      keep_original: bool = False) -> ThreadedLoader:
     """In-order batches; `config.num_workers` decoding threads (0 = in the caller's thread)."""
-    ds = EvalDataset(paths, int(config.input_size), bool(getattr(config, "enhance", False)),
+    ds = EvalDataset(paths, int(config.input_size), bool(config.enhance),
                      mask_paths, keep_original)
-    workers = max(0, min(int(getattr(config, "num_workers", 0)), len(ds)))
+    workers = max(0, min(int(config.num_workers), len(ds)))
     return ThreadedLoader(ds, batch_size, workers)

@@ -7,7 +7,7 @@ Conventions used everywhere (metrics, thresholds, `predict`):
 - Review band [lo, hi] (lo <= threshold <= hi): OK if score < lo, REVIEW if lo <= score < hi,
   NOK if score >= hi. The band therefore never turns a binary OK into NOK or vice versa; it only
   sends images near the threshold to a person.
-Pixel metrics (binned, streaming) live in `engine.pixel_metrics` and are re-exported here.
+Pixel metrics (binned, streaming) live in `engine.evaluation.pixel_metrics` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.errors import UserError
-from engine.pixel_metrics import (PixelAccumulator, PixelBinning, PixelMetrics,  # noqa: F401
-                                  RangeScanner)
+from engine.evaluation.pixel_metrics import PixelAccumulator, PixelBinning, PixelMetrics, RangeScanner  # noqa: F401
 
 FPR_LIMIT_NOTE = "AUPRO integrated to FPR 0.3, normalised by 0.3 (anomalib)"
 

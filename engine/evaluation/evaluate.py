@@ -2,9 +2,9 @@
 
 Pipeline (issue #5): decoding threads read + resize (+ masks) in parallel with the model;
 batched inference under `torch.inference_mode()` with channels-last weights and inputs
-(`engine.eval_data.prepare_model` / `model_input`: 1.3-2x faster on CPU, see BENCHMARKS.md);
+(`engine.evaluation.loading.prepare_model` / `model_input`: 1.3-2x faster on CPU, see BENCHMARKS.md);
 heatmaps written as float16 by a small thread pool; pixel metrics in a second pass over the
-stored maps (binned, `engine.pixel_metrics`), so no evaluation holds all maps in RAM (masks are
+stored maps (binned, `engine.evaluation.pixel_metrics`), so no evaluation holds all maps in RAM (masks are
 kept bit-packed until then).
 """
 
@@ -18,16 +18,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.evaluation.heatmaps import load_heatmap, save_heatmap
+from engine.evaluation.metrics import compute_metrics
+from engine.evaluation.pixel_metrics import PixelAccumulator, RangeScanner
 from engine.fsutil import atomic_write_text
-from engine.images import resize_mask
-from engine.metrics import compute_metrics
-from engine.pixel_metrics import PixelAccumulator, RangeScanner
-from engine.viz import load_heatmap, save_heatmap
+from engine.intake.images import resize_mask
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
     """Inference over one loader; maps go to `on_map` (e.g. the writer) and the range scanner."""
     import torch
 
-    from engine.data import iterate
-    from engine.eval_data import model_input
+    from engine.evaluation.loading import model_input
+    from engine.training.data import iterate
 
     autocast = torch.autocast("cuda", enabled=amp and device.type == "cuda")
     with torch.inference_mode(), autocast:
@@ -126,8 +126,8 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     """
     import torch
 
-    from engine.checkpoint import load_model
-    from engine.eval_data import make_eval_loader, maybe_compile, prepare_model
+    from engine.evaluation.loading import make_eval_loader, maybe_compile, prepare_model
+    from engine.models.checkpoint import load_model
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -145,7 +145,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
         roi = model.roi.cpu().numpy().astype(bool)
     runner = maybe_compile(model, compile)
     bs = int(batch_size or config.batch_size)
-    amp = bool(getattr(config, "amp", False))
+    amp = bool(config.amp)
     items = list(items)
     total = max(1, len(items) + len(holdout))
     done = [0]
@@ -193,7 +193,7 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     metrics = compute_metrics([items[i].label for i in done_idx],
                               [test.scores[i] for i in done_idx],
                               [items[i].defect_type for i in done_idx], holdout_scores,
-                              float(getattr(config, "target_frr", 0.01)), pixel, (size, size))
+                              float(config.target_frr), pixel, (size, size))
     ok_pixels = hold.scan if hold.scan.n_maps else ok_scan
     px_q = ok_pixels.quantile(PIXEL_OK_QUANTILE)
     metrics["map_range"] = _map_range(test.scan, ok_scan, hold.scan)
@@ -270,10 +270,3 @@ def _write_outputs(out_dir: Path, items: list[EvalItem], test: _Scanned, metrics
                     repr(test.scores[i]), _heatmap_rel(it)])
     atomic_write_text(out_dir / "scores.csv", buf.getvalue())
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, allow_nan=False, indent=1))
-
-
-def result_to_dict(result: EvalResult) -> dict:
-    """JSON-ready form of an EvalResult (for job logs / the DB layer)."""
-    d = asdict(result)
-    d["failed"] = [list(f) for f in result.failed]
-    return d

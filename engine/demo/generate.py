@@ -1,6 +1,6 @@
 """The synthetic demo dataset the app shows on first start (`prefilter-qa demo`).
 
-Writes pre-filter-like parts (see `engine.demo_render`) in the "seed" import layout:
+Writes pre-filter-like parts (see `engine.demo.render`) in the "seed" import layout:
 
     OUT/train/ok/*.png   OUT/test/ok/*.png   OUT/test/nok/<type>/*.png
     OUT/test/masks/nok/<type>/<same stem>.png      (0/255, single channel)
@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.demo_render import DEFECT_TYPES, MAX_AREA, MIN_AREA, RenderedPart, render_part
+from engine.demo.render import DEFECT_TYPES, MAX_AREA, MIN_AREA, RenderedPart, render_part
 from engine.errors import UserError
 from engine.fsutil import atomic_write_text
 

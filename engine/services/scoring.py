@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import decisions as tq
 from db import runs as rq
 from engine.errors import UserError
-from engine.images import sha256_file
-from engine.jobs.queue import trained_run
+from engine.intake.images import sha256_file
+from engine.services.runs import trained_run
 from engine.workspace import Workspace
 
 
@@ -29,7 +29,7 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
         checkpoint, threshold_id = Path(run.checkpoint), t.id
         band = (t.review_low, t.review_high) if t.review_low is not None else None
         image_t, pixel_t = t.image_threshold, t.pixel_threshold
-    from engine.predict import predict_images  # torch: only once the request is known to be valid
+    from engine.evaluation.predict import predict_images  # torch: only once the request is known to be valid
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     out = out_dir or ws.run_dir(run_id) / "predictions" / stamp

@@ -1,6 +1,6 @@
 """Live decision helpers for the Thresholds / Results / Review pages (numpy only, no torch).
 
-Everything here reuses the one verdict rule of `engine.metrics` (NOK iff score >= threshold;
+Everything here reuses the one verdict rule of `engine.evaluation.metrics` (NOK iff score >= threshold;
 review band: OK below lo, REVIEW in [lo, hi), NOK at or above hi), so what the dashboard counts
 is what `prefilter-qa predict` will decide.
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import metrics as M
-from engine.pixel_metrics import PixelAccumulator, RangeScanner
+from engine.evaluation import metrics as M
+from engine.evaluation.pixel_metrics import PixelAccumulator, RangeScanner
 
 OUTCOMES = ("TP", "FP", "FN", "TN", "REVIEW")  # gallery filters, in display order
 RULES = ("manual", "roc", "histogram", "f1_max", "zero_escape", "ok_only")
@@ -196,7 +196,7 @@ def image_metrics(labels_nok: np.ndarray, scores: np.ndarray,
 def pixel_curves(load_pairs: Callable[[], Iterable[tuple[np.ndarray, np.ndarray | None]]],
                  roi: np.ndarray | None = None) -> dict | None:
     """Pixel AUROC, AUPRO, ROC and precision-recall over (map, mask) pairs, binned exactly as
-    the evaluation does (engine.pixel_metrics); `load_pairs()` is called twice (range, counts)
+    the evaluation does (engine.evaluation.pixel_metrics); `load_pairs()` is called twice (range, counts)
     so maps stream from disk instead of sitting in memory. Masks must match their map's shape;
     None = all negative. None if there is no positive or no negative pixel."""
     scan = RangeScanner(roi)

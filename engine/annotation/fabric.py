@@ -1,4 +1,4 @@
-"""Fabric.js 7 object JSON -> shapes in canvas pixels (what engine.annotate rasterises).
+"""Fabric.js 7 object JSON -> shapes in canvas pixels (what engine.annotation.rasterise rasterises).
 
 Placement follows Fabric: left/top sit at the object's origin (originX/originY, default
 "center") of its transformed box (width/height plus stroke, scaled, skewed); the object is

@@ -4,7 +4,7 @@ a second after its first visit.
 - Key: the image's sha256 (+ the mask's sha256 when a mask overlay is drawn) and the size; a
   thumbnail therefore always shows the bytes that were registered, and is written once
   (atomically) and never invalidated. Layout: cache_dir/thumbs/<sha[:2]>/<sha>-<size>[-m<mask>].jpg
-- Same image rule as everything else (engine.images): EXIF orientation, 16-bit full range, RGB.
+- Same image rule as everything else (engine.intake.images): EXIF orientation, 16-bit full range, RGB.
   JPEGs are decoded at reduced scale (PIL draft) because a 160 px thumbnail needs no more.
 - A source that is missing, changed (its bytes no longer hash to the registered sha256) or
   unreadable never raises: get_thumbnail returns a shared placeholder image saying so, and
@@ -25,8 +25,7 @@ from PIL import Image, ImageDraw
 
 from engine.errors import InputFileError
 from engine.fsutil import atomic_write
-from engine.images import (exif_transpose, open_image, read_bytes, read_mask, resize_mask,
-                           sha256_file, to_rgb)
+from engine.intake.images import exif_transpose, open_image, read_bytes, read_mask, resize_mask, sha256_file, to_rgb
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine.data import iterate
 from engine.models.dfr import FeatureStats, StageFeatures
+from engine.training.data import iterate
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Conventions (tests/engine/test_annotate.py pins them down):
   than one image pixel. Fills use the non-zero winding rule, like Fabric.
 - An object whose stroke or fill has the eraser colour (the RGB of ERASER_STROKE) clears the
   pixels it paints; any other object sets them. Objects apply in list (= drawing) order.
-- Placement of objects on the canvas follows Fabric 7 (see engine.fabric).
+- Placement of objects on the canvas follows Fabric 7 (see engine.annotation.fabric).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.fabric import Shape, object_shape
+from engine.annotation.fabric import Shape, object_shape
 
 log = logging.getLogger(__name__)
 

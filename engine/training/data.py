@@ -1,4 +1,4 @@
-"""Image paths -> model input tensors, by the one image rule (engine.images), for training and evaluation."""
+"""Image paths -> model input tensors, by the one image rule (engine.intake.images), for training and evaluation."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from engine.enhance import enhance
+from engine.config import Config
 from engine.errors import InputFileError
-from engine.images import read_image, resize_image
+from engine.intake.enhance import enhance
+from engine.intake.images import read_image, resize_image
 
 
 class ImageLoadError(InputFileError):
@@ -39,17 +40,6 @@ def enhance_flags(n: int, share: float, seed: int) -> np.ndarray:
     if k > 0:
         flags[np.random.default_rng(seed).choice(n, size=min(k, n), replace=False)] = True
     return flags
-
-
-def split_holdout(paths: Sequence[Path], share: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """(train, holdout): a seeded share of OK images kept out of training for the OK-only threshold.
-
-    At least one image always stays for training.
-    """
-    paths = [Path(p) for p in paths]
-    k = min(int(round(share * len(paths))), max(len(paths) - 1, 0))
-    held = set(np.random.default_rng(seed + 7919).choice(len(paths), size=k, replace=False).tolist()) if k else set()
-    return ([p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held])
 
 
 class ImageDataset(Dataset):
@@ -95,7 +85,7 @@ def iterate(loader: DataLoader) -> Iterator:
             shutdown()
 
 
-def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: int | None = None,
+def make_loader(paths: Sequence[Path], config: Config, train: bool, batch_size: int | None = None,
                 shuffle: bool | None = None) -> DataLoader:
     """Batches of (indices (B,), images (B, 3, S, S)) by the image rule at config.input_size.
 
@@ -103,7 +93,7 @@ def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: 
     config.enhance_train_share of them at training. `shuffle` defaults to `train`.
     """
     n = len(paths)
-    if not getattr(config, "enhance", False):
+    if not config.enhance:
         flags = np.zeros(n, dtype=bool)
     elif train:
         flags = enhance_flags(n, config.enhance_train_share, config.seed)
@@ -111,7 +101,7 @@ def make_loader(paths: Sequence[Path], config: object, train: bool, batch_size: 
         flags = np.ones(n, dtype=bool)
     ds = ImageDataset(paths, config.input_size, flags)
     shuffle = train if shuffle is None else shuffle
-    workers = max(0, min(int(getattr(config, "num_workers", 0)), n))
+    workers = max(0, min(int(config.num_workers), n))
     if workers:
         # OpenCV's thread pool does not survive fork(): a forked worker that touches it can hang
         # forever. Switch it off before forking; the workers provide the decoding parallelism.

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
-from engine.errors import UserError
-from engine.jobs.store import open_workspace
+from engine.cli.output import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
+from engine.services.store import open_workspace
 
 DEMO_NAME = "demo"
 
@@ -28,8 +27,8 @@ def _import_report_text(r: dict[str, Any]) -> str:
 
 def import_folder(root: Path, name: str, layout: str = "auto") -> dict[str, Any]:
     """Scan + register; raises CliExit(2) when the folder holds no usable image."""
-    from engine.importer import scan_folder
-    from engine.jobs.registry import register_plan
+    from engine.intake.importer import scan_folder
+    from engine.services.datasets import register_plan
 
     ws, sessions = open_workspace()
     if not root.is_dir():
@@ -50,7 +49,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from engine.demo import DemoSpec, generate_demo
+    from engine.demo.generate import DemoSpec, generate_demo
 
     ws, _ = open_workspace()
     spec = DemoSpec(size=args.size, n_train_ok=args.train_ok, n_test_ok=args.test_ok,
@@ -76,7 +75,7 @@ def _wait(args: argparse.Namespace, job_id: int, run_id: int) -> int:
     from db import jobs as jq
     from db import runs as rq
     from engine.jobs.launch import ensure_worker
-    from engine.jobs.views import run_dict
+    from engine.services.views import run_dict
 
     ws, sessions = open_workspace()
     if ensure_worker(ws, sessions, idle_exit_s=30):
@@ -145,7 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from db import jobs as jq
-    from engine.jobs.views import job_dict
+    from engine.services.views import job_dict
 
     _, sessions = open_workspace()
     with sessions.begin() as s:
@@ -156,7 +155,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from engine.jobs.queue import cancel_job
-    from engine.jobs.views import job_dict
+    from engine.services.views import job_dict
 
     _, sessions = open_workspace()
     with sessions.begin() as s:
@@ -182,7 +181,7 @@ def _run_text(r: dict[str, Any]) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from db import runs as rq
-    from engine.jobs.views import run_dict, run_row
+    from engine.services.views import run_dict, run_row
 
     _, sessions = open_workspace()
     with sessions.begin() as s:
@@ -196,7 +195,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from engine.jobs.scoring import predict_paths
+    from engine.services.scoring import predict_paths
 
     ws, sessions = open_workspace()
     results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out)
@@ -226,7 +225,10 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True, choices=["ae", "dfr"])
-    p.add_argument("--preset")
+    from engine.config import PRESETS
+
+    p.add_argument("--preset", metavar="PRESET", help="starting values (default: the family's CPU default): "
+                   + "; ".join(f"{name}: {pre.description.rstrip('.')}" for name, pre in PRESETS.items()))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--parent", type=int, help="run this one retrains (e.g. after corrections)")
     p.add_argument("--wait", action="store_true")
@@ -265,5 +267,3 @@ COMMANDS: dict[str, tuple[str, Any, Any]] = {
     "runs": ("list runs / show one", lambda p: p.add_argument("id", type=int, nargs="?"), cmd_runs),
     "predict": ("score images with the run's active threshold", _args_predict, cmd_predict),
 }
-
-__all__ = ["COMMANDS", "UserError"]

@@ -1,0 +1,1 @@
+"""Masks drawn in the browser: the canvas' Fabric.js objects rasterised at image resolution."""

@@ -1,0 +1,1 @@
+"""How files become pixels: the image rule, folder scans, browser uploads, mask files, thumbnails."""

@@ -1,0 +1,91 @@
+"""The frozen backbone's stage outputs brought to one feature map (B, C, m, m).
+
+timm's `forward_intermediates(..., extra_blocks=True)` taps every block stage (index 0 = stem,
+i + 1 = blocks[i]); `prune_intermediate_layers` drops what follows the last stage used. Each
+stage output is brought straight to the m × m map — adaptive average pooling when larger,
+bilinear resizing when smaller ("ours"), or the thesis' way: upsample to the input size, then
+average-pool ("thesis", slow) — then a local average, then the stages are concatenated.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StageFeatures(nn.Module):
+    """(B, 3, H, W) RGB in [0, 1] -> (B, C, m, m), C = sum of the chosen stages' channels.
+
+    Takes the backbone over: it is pruned in place after the last stage used.
+    """
+
+    def __init__(self, backbone: nn.Module, stages: tuple[int, ...], map_size: int,
+                 aggregation: str = "ours", local_avg: int = 3) -> None:
+        super().__init__()
+        if not hasattr(backbone, "blocks") or not hasattr(backbone, "forward_intermediates"):
+            raise ValueError(f"backbone {type(backbone).__name__} is not a timm EfficientNet (no blocks / "
+                             "forward_intermediates)")
+        n = len(backbone.blocks)
+        bad = [s for s in stages if not 0 <= s < n]
+        if bad:
+            raise ValueError(f"backbone has stages 0..{n - 1}; unknown stage(s) {bad}")
+        self.stages, self.map_size = tuple(sorted(stages)), map_size
+        self.aggregation, self.local_avg = aggregation, local_avg
+        self.taps = [s + 1 for s in self.stages]  # timm's extra_blocks indices
+        backbone.prune_intermediate_layers(self.taps, prune_head=True, extra_blocks=True)
+        self.backbone = backbone
+        # channels as the blocks declare them (timm's feature_info of the block's output)
+        self.channels = [int(backbone.blocks[s][-1].feature_info("bottleneck")["num_chs"]) for s in self.stages]
+        mean = torch.tensor(getattr(backbone, "norm_mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
+        std = torch.tensor(getattr(backbone, "norm_std", (0.229, 0.224, 0.225)), dtype=torch.float32)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1))
+        self.register_buffer("std", std.view(1, 3, 1, 1))
+        self.weights_sha256 = getattr(backbone, "weights_sha256", None)
+        self.weights_source = getattr(backbone, "weights_source", None)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def out_channels(self) -> int:
+        return sum(self.channels)
+
+    def train(self, mode: bool = True) -> StageFeatures:
+        return super().train(False)  # frozen: BatchNorm statistics stay the pretrained ones
+
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The raw outputs of the used stages, at their own resolutions."""
+        return self.backbone.forward_intermediates((x - self.mean) / self.std, indices=self.taps,
+                                                   intermediates_only=True, extra_blocks=True, stop_early=True)
+
+    def _to_map(self, f: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
+        """(B, c, h, w) -> (B, c, m, m)."""
+        m = self.map_size
+        if self.aggregation == "thesis":
+            f = F.interpolate(f, size=in_hw, mode="bilinear", align_corners=False)  # (B, c, H, W)
+            f = F.adaptive_avg_pool2d(f, m)
+        elif f.shape[-2] > m or f.shape[-1] > m:
+            f = F.adaptive_avg_pool2d(f, m)
+        elif f.shape[-2] < m or f.shape[-1] < m:
+            f = F.interpolate(f, size=(m, m), mode="bilinear", align_corners=False)
+        if self.local_avg > 1:
+            k = self.local_avg
+            f = F.avg_pool2d(f, k, stride=1, padding=k // 2, count_include_pad=False)
+            f = f[..., :m, :m]  # even k pads one extra row/column
+        return f
+
+    def aggregate(self, outs: list[torch.Tensor], in_hw: tuple[int, int]) -> torch.Tensor:
+        """Stage outputs -> (B, C, m, m): each brought to the map, then concatenated."""
+        return torch.cat([self._to_map(f, in_hw) for f in outs], dim=1).float()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aggregate(self.stage_outputs(x), (x.shape[-2], x.shape[-1]))  # (B, C, m, m)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Checkpoints written before the backbone became a submodule held its layers directly."""
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix):]
+            if rest.startswith(("conv_stem.", "bn1.", "blocks.")):
+                state_dict[prefix + "backbone." + rest] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,134 @@
+"""DFR as a pure nn.Module; `forward` is the method, step by step."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import DFRConfig
+from engine.models.base import AnomalyModel, Prediction
+from engine.models.dfr.features import StageFeatures
+from engine.models.dfr.normaliser import ErrorNormaliser
+from engine.models.dfr.pca import FeatureStats
+
+
+class FeatureCAE(nn.Module):
+    """1×1-conv autoencoder C → (C+2d)/2 → 2d → d, mirrored; BN+ReLU between (as the DFR paper)."""
+
+    def __init__(self, channels: int, latent_dim: int) -> None:
+        super().__init__()
+        mid, d2 = (channels + 2 * latent_dim) // 2, 2 * latent_dim
+
+        def layer(cin: int, cout: int, act: bool) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 1)] + ([nn.BatchNorm2d(cout), nn.ReLU(inplace=True)] if act else [])
+
+        self.encoder = nn.Sequential(*layer(channels, mid, True), *layer(mid, d2, True), *layer(d2, latent_dim, False))
+        self.decoder = nn.Sequential(*layer(latent_dim, d2, True), *layer(d2, mid, True), *layer(mid, channels, False))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(f))  # (B, C, m, m)
+
+
+def combine(maps: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, G, m, m) -> (B, m, m): the groups' maps combined by their mean or max."""
+    return maps.amax(dim=1) if how == "max" else maps.mean(dim=1)
+
+
+class DFR(AnomalyModel):
+    """Input (B, 3, H, W) RGB in [0, 1]. `features` is frozen; `cae` trains; the normaliser's
+    statistics are fitted after training (`ErrorNormaliser.fit`)."""
+
+    def __init__(self, cfg: DFRConfig, features: StageFeatures, latent_dim: int) -> None:
+        super().__init__()
+        self.cfg, self.features, self.latent_dim = cfg, features, latent_dim
+        c = features.out_channels
+        self.register_buffer("feat_mean", torch.zeros(c))  # (C,) feature standardisation (feature_standardise)
+        self.register_buffer("feat_std", torch.ones(c))  # (C,)
+        self.cae = FeatureCAE(c, latent_dim)
+        groups = features.channels if cfg.stage_norm else [c]
+        self.normaliser = ErrorNormaliser(groups, features.map_size, residual_norm=cfg.residual_norm,
+                                          position_norm=cfg.position_norm, image_median=cfg.image_median)
+        self.register_buffer("score_index", None, persistent=False)  # pixels the score looks at
+        self.on_roi_change()
+
+    def forward(self, x: torch.Tensor) -> Prediction:
+        with torch.no_grad():
+            f = self.features(x)  # (B, C, m, m) frozen stage features
+            maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
+            out_hw = (x.shape[-2], x.shape[-1])
+            amap = self.upsample(combine(maps, self.cfg.stage_combine), out_hw)  # (B, H, W) the heatmap
+            if self.cfg.score_combine in ("map", self.cfg.stage_combine):
+                score_map = amap
+            else:  # e.g. heatmap = mean of the stages, score = the most unusual stage
+                score_map = self.upsample(combine(maps, self.cfg.score_combine), out_hw)
+            return Prediction(score=self.score(score_map), anomaly_map=amap)
+
+    def standardise(self, f: torch.Tensor) -> torch.Tensor:
+        """Stage features (B, C, m, m) -> what the autoencoder sees."""
+        if not self.cfg.feature_standardise:
+            return f
+        return (f - self.feat_mean.view(1, -1, 1, 1)) / self.feat_std.view(1, -1, 1, 1)
+
+    def errors(self, f: torch.Tensor) -> torch.Tensor:
+        """Stage features (B, C, m, m) -> squared reconstruction error per channel (B, C, m, m)."""
+        f = self.standardise(f)
+        return (self.cae(f) - f) ** 2
+
+    def loss(self, f: torch.Tensor) -> torch.Tensor:
+        """Training loss on stage features (B, C, ...) (e.g. from the feature cache): the MSE."""
+        f = self.standardise(f)
+        return F.mse_loss(self.cae(f), f)
+
+    def upsample(self, m: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """(B, m, m) -> (B, H, W), zero outside the ROI."""
+        amap = F.interpolate(m[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]
+        return self.apply_roi(amap.float())
+
+    def score(self, amap: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) -> (B,): max or top-k mean inside the ROI and away from the border margin."""
+        self.check_roi(amap)
+        n = amap.shape[-2] * amap.shape[-1] if self.score_index is None else self.score_index.numel()
+        k = 1 if self.cfg.score == "max" else max(1, round(self.cfg.topk_ratio * n))
+        return self.topk_mean(amap, k, self.score_index)
+
+    def fit_feature_scaling(self, stats: FeatureStats) -> None:
+        self.feat_mean.copy_(stats.mean.float())
+        self.feat_std.copy_(stats.std.float().clamp_min(1e-6))
+
+    def on_roi_change(self) -> None:
+        """Precompute the score's pixels (ROI and border margin) and the median's map positions."""
+        s, b = self.cfg.input_size, self.cfg.border_margin
+        valid = np.ones((s, s), bool) if self.roi is None else self.roi.cpu().numpy()
+        if b > 0:
+            inner = np.zeros_like(valid)
+            inner[b:-b, b:-b] = True
+            valid = valid & inner
+        device = self.feat_mean.device
+        self.score_index = None if valid.all() else torch.as_tensor(np.flatnonzero(valid), device=device)
+        inside = None
+        if self.roi is not None:
+            m = self.features.map_size
+            inside = F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (m, m))[0, 0].numpy() >= 0.5
+        self.normaliser.set_region(inside)
+
+    LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Older checkpoints load: the statistics moved into the normaliser; statistics added since
+        were unused there (identity); the position statistics were (m, m) before stage_norm."""
+        for name in self.LEGACY:
+            if prefix + name in state_dict:
+                state_dict[prefix + "normaliser." + name] = state_dict.pop(prefix + name)
+        for name in ("feat_mean", "feat_std"):
+            if prefix + name not in state_dict:
+                state_dict[prefix + name] = getattr(self, name).detach().clone()
+        for name in ErrorNormaliser.STATS:
+            key = prefix + "normaliser." + name
+            t = state_dict.get(key)
+            if t is None:
+                state_dict[key] = getattr(self.normaliser, name).detach().clone()
+            elif name.startswith("pos_") and t.dim() == 2:
+                state_dict[key] = t.unsqueeze(0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
