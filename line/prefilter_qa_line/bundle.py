@@ -126,13 +126,16 @@ def load_bundle(path: str | Path) -> Bundle:
     threshold = _threshold(_obj(meta, "threshold", where), where)
     map_range = _pair(meta.get("map_range"), "map_range", where)
     parity = dict(_DEFAULT_PARITY)
+    if not isinstance(meta.get("parity") or {}, dict):
+        raise BundleError(f"{where}: parity must be an object")
     for k, v in (meta.get("parity") or {}).items():
         if not _finite(v) or v < 0:
             raise BundleError(f"{where}: parity.{k} must be a number >= 0, got {v!r}")
         parity[k] = float(v)
     blobs = _verified_files(root, _obj(meta, "files", where), where)
     golden = _golden(blobs, where)
-    _warn_version_drift(meta.get("exporter") or {})
+    exporter = meta.get("exporter")
+    _warn_version_drift(exporter if isinstance(exporter, dict) else {})  # informational only
     log.info("bundle %s verified (%s, run %s, threshold %s)", sha[:12], root, meta.get("run_id"),
              threshold.id)
     return Bundle(path=root, sha=sha, meta=meta, size=size, enhance=inp["enhance"],

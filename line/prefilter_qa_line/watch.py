@@ -133,6 +133,11 @@ class Watcher:
             log.error("new bundle %s refused, still serving %s: %s", sha[:12],
                       self.scorer.sha[:12], e)
             return
+        except Exception:  # a reload must never take down the bundle that is serving
+            self._refused = signature
+            log.exception("new bundle %s could not be loaded, still serving %s", sha[:12],
+                          self.scorer.sha[:12])
+            return
         log.warning("switched from bundle %s to %s (threshold %s)", self.scorer.sha[:12],
                     new.sha[:12], new.bundle.threshold.id)
         self.scorer = new

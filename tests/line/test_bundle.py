@@ -81,6 +81,8 @@ def test_threshold_change_without_golden_update_refused(bundle_dir: Path) -> Non
     (lambda m, g: g.append({"file": "../../etc/passwd", "label": "ok", "score": 0.0,
                             "verdict": "OK"}), "is not a relative path inside the bundle"),
     (lambda m, g: g.clear(), "must be a non-empty list"),
+    (lambda m, g: m.update(parity=[1]), "parity must be an object"),
+    (lambda m, g: m["parity"].update(score_rtol=-1), "parity.score_rtol must be a number >= 0"),
 ])
 def test_malformed_bundle_refused(bundle_dir: Path, change, message: str) -> None:
     meta = json.loads((bundle_dir / "bundle.json").read_text())
@@ -124,3 +126,20 @@ def test_verdict_rule_is_engines() -> None:
         assert [verdict(s, thr, band) for s in scores] == list(theirs), (thr, band)
     with pytest.raises(BundleError, match="must contain the threshold"):
         verdict(0.5, 0.3, (0.4, 0.6))
+
+
+def test_any_wrongly_typed_field_is_a_bundle_error(bundle_dir: Path) -> None:
+    """Whatever an exporter bug writes, the answer is BundleError, never a crash."""
+    good = json.loads((bundle_dir / "bundle.json").read_text())
+    fields = [(k,) for k in good] + [("input", k) for k in good["input"]] + \
+        [("threshold", k) for k in good["threshold"]]
+    for path in fields:
+        for bad in (None, "x", [1, 2, 3], {"a": 1}, -1, True):
+            meta = json.loads(json.dumps(good))
+            parent = meta if len(path) == 1 else meta[path[0]]
+            parent[path[-1]] = bad
+            (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+            try:
+                load_bundle(bundle_dir)
+            except BundleError:
+                pass
