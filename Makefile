@@ -15,12 +15,13 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Reinstall only when the project's metadata changes.
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+# ./line (prefilter-qa-line, the torch-free line scorer) is installed from the repo with the app.
+$(VENV)/.installed: pyproject.toml line/pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ./line -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml line/pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e "./line[test]" -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,6 +1,6 @@
 """Benchmark: the Datasets page with a page of 48 thumbnails of a 10,000-image dataset.
 
-Target (issue #2 item 7): a page renders in < 2 s after its first visit.
+Target: a page renders in < 2 s after its first visit.
 
     .venv/bin/python bench/dashboard_thumbnails.py [--n 10000] [--browser]
 

@@ -1,4 +1,4 @@
-"""How training and evaluation scale with the number of images (issue #5).
+"""How training and evaluation scale with the number of images.
 
     .venv/bin/python -m bench.scale [--sizes 100 400 1600] [--models dfr ae] [--quick] [--json PATH]
 

@@ -1,4 +1,4 @@
-"""Speed and memory of each preset, side by side (issue #5).
+"""Speed and memory of each preset, side by side.
 
     .venv/bin/python -m bench.speed [--device cpu|cuda] [--presets ae dfr ae-512 dfr-128 dfr-170]
                                     [--quick] [--compile] [--json PATH]

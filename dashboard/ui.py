@@ -9,11 +9,13 @@ from pathlib import Path
 
 import streamlit as st
 
-STATUS_COLORS = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red",
-                 "cancelled": "orange"}
-STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:",
-                "succeeded": ":material/check_circle:", "failed": ":material/error:",
-                "cancelled": ":material/cancel:"}
+from db.models import JobStatus
+
+STATUS_COLORS = {JobStatus.QUEUED: "gray", JobStatus.RUNNING: "blue", JobStatus.SUCCEEDED: "green",
+                 JobStatus.FAILED: "red", JobStatus.CANCELLED: "orange"}
+STATUS_ICONS = {JobStatus.QUEUED: ":material/schedule:", JobStatus.RUNNING: ":material/autorenew:",
+                JobStatus.SUCCEEDED: ":material/check_circle:", JobStatus.FAILED: ":material/error:",
+                JobStatus.CANCELLED: ":material/cancel:"}
 LABEL_COLORS = {"ok": "green", "nok": "red", "unknown": "gray"}
 MODEL_NAMES = {"dfr": "DFR (deep feature reconstruction)", "ae": "CBAM autoencoder"}
 

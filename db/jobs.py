@@ -9,10 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.errors import NotFoundError
-from db.models import Dataset, Job, Run, utcnow
-
-ACTIVE = ("queued", "running")
-FINAL = ("succeeded", "failed", "cancelled")
+from db.models import ACTIVE, FINAL, Dataset, Job, JobStatus, Run, utcnow
 
 
 def enqueue_job(
@@ -20,7 +17,7 @@ def enqueue_job(
     evaluation_id: int | None = None, created_by: str = "system", retry_of: int | None = None,
 ) -> Job:
     job = Job(kind=kind, payload=payload, run_id=run_id, evaluation_id=evaluation_id,
-              created_by=created_by, retry_of=retry_of, status="queued")
+              created_by=created_by, retry_of=retry_of, status=JobStatus.QUEUED)
     session.add(job)
     session.flush()
     return job
@@ -39,14 +36,14 @@ def claim_next_job(session: Session, worker: str) -> Job | None:
     SQLite: the session's transaction began IMMEDIATE, so no other writer runs between the
     select and the update. PostgreSQL: FOR UPDATE SKIP LOCKED lets workers pass each other.
     """
-    stmt = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
+    stmt = select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     job = session.scalar(stmt)
     if job is None:
         return None
     now = utcnow()
-    job.status, job.worker, job.started_at, job.heartbeat_at = "running", worker, now, now
+    job.status, job.worker, job.started_at, job.heartbeat_at = JobStatus.RUNNING, worker, now, now
     job.progress, job.error = 0.0, None
     session.flush()
     return job
@@ -63,13 +60,13 @@ def report_progress(
     if message is not None:
         values["message"] = message
     values["eta_s"] = eta_s
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
+    session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(**values))
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
 def heartbeat(session: Session, job_id: int) -> bool:
     """Mark the job alive; returns whether it was asked to cancel."""
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+    session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
                     .values(heartbeat_at=utcnow()))
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
@@ -83,7 +80,7 @@ def finish_job(session: Session, job_id: int, status: str, error: str | None = N
     if status not in FINAL:
         raise ValueError(f"not a final status: {status}")
     values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow(), "eta_s": None}
-    if status == "succeeded":
+    if status == JobStatus.SUCCEEDED:
         values["progress"] = 1.0
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(**values)
@@ -94,9 +91,9 @@ def finish_job(session: Session, job_id: int, status: str, error: str | None = N
 def request_cancel(session: Session, job_id: int) -> Job:
     """A queued job ends cancelled at once; a running one is flagged for its worker to kill."""
     job = get_job(session, job_id)
-    if job.status == "queued":
-        job.status, job.finished_at, job.error = "cancelled", utcnow(), "cancelled before it started"
-    elif job.status == "running":
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled before it started"
+    elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
     session.flush()
     return job
@@ -116,7 +113,7 @@ def active_jobs(session: Session) -> list[Job]:
 def stale_running_jobs(session: Session, max_age: timedelta, now: datetime | None = None) -> list[Job]:
     """Running jobs whose heartbeat is older than `max_age` (their worker died)."""
     cutoff = (now or utcnow()) - max_age
-    stmt = select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)
+    stmt = select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)
     return list(session.scalars(stmt))
 
 

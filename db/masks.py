@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import StaleEditError
-from db.models import Evaluation, EvaluationScore, Image, Mask, RegionOfInterest, Threshold
+from db.models import Evaluation, EvaluationScore, Image, JobStatus, Mask, RegionOfInterest, Threshold
 
 
 def current_mask(session: Session, image_id: int) -> Mask | None:
@@ -128,7 +128,7 @@ def false_negative_ids(session: Session, run_id: int) -> list[int]:
     Empty when the run has no evaluation or no threshold yet.
     """
     ev_id = session.scalar(
-        select(Evaluation.id).where(Evaluation.run_id == run_id, Evaluation.status == "succeeded")
+        select(Evaluation.id).where(Evaluation.run_id == run_id, Evaluation.status == JobStatus.SUCCEEDED)
         .order_by(Evaluation.id.desc()).limit(1)
     )
     threshold = session.scalar(

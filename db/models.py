@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +34,20 @@ NAMING = {
 
 SPLITS = ("train", "test")
 LABELS = ("ok", "nok", "unknown")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class JobStatus(enum.StrEnum):
+    """Life cycle of a job, and of the run and the evaluation it works on (stored as the plain string)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 REVIEW_OUTCOMES = ("confirmed_ok", "defective", "confirmed_defect", "not_defect")
 
 
@@ -156,7 +170,7 @@ class Run(Base):
     preset: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)  # image ids, mask versions, ROI
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     checkpoint: Mapped[str | None] = mapped_column(Text)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)  # training facts: loss, seconds, device
     created_by: Mapped[str] = mapped_column(String(100), default="system")
@@ -171,7 +185,7 @@ class Evaluation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     directory: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -203,7 +217,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # train | evaluate
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("evaluations.id", ondelete="SET NULL"))

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from db.errors import NotFoundError
-from db.models import Evaluation, EvaluationScore, Image, Run, utcnow
+from db.models import FINAL, Evaluation, EvaluationScore, Image, JobStatus, Run, utcnow
 
 
 def create_run(
@@ -17,7 +17,7 @@ def create_run(
     created_by: str = "system", parent_run_id: int | None = None, note: str | None = None,
 ) -> Run:
     run = Run(dataset_id=dataset_id, model=model, preset=preset, config=config,
-              created_by=created_by, parent_run_id=parent_run_id, note=note, status="queued")
+              created_by=created_by, parent_run_id=parent_run_id, note=note, status=JobStatus.QUEUED)
     session.add(run)
     session.flush()
     return run
@@ -42,13 +42,13 @@ def set_run_status(session: Session, run_id: int, status: str, **fields: Any) ->
     run.status = status
     for key, value in fields.items():
         setattr(run, key, value)
-    if status in ("succeeded", "failed", "cancelled"):
+    if status in FINAL:
         run.finished_at = utcnow()
     return run
 
 
 def create_evaluation(session: Session, run_id: int, dataset_id: int) -> Evaluation:
-    ev = Evaluation(run_id=run_id, dataset_id=dataset_id, status="queued")
+    ev = Evaluation(run_id=run_id, dataset_id=dataset_id, status=JobStatus.QUEUED)
     session.add(ev)
     session.flush()
     return ev
@@ -81,7 +81,7 @@ def finish_evaluation(
 def latest_evaluation(session: Session, run_id: int, *, succeeded_only: bool = True) -> Evaluation | None:
     stmt = select(Evaluation).where(Evaluation.run_id == run_id)
     if succeeded_only:
-        stmt = stmt.where(Evaluation.status == "succeeded")
+        stmt = stmt.where(Evaluation.status == JobStatus.SUCCEEDED)
     return session.scalar(stmt.order_by(Evaluation.id.desc()).limit(1))
 
 

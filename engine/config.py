@@ -292,6 +292,11 @@ def config_from_run(stored: dict[str, Any]) -> Config:
     return config_from_dict({k: v for k, v in stored.items() if k != "image_rule"})
 
 
+def default(name: str, cfg_type: type = _Common) -> Any:
+    """A field's declared default (e.g. for metrics stored before the field existed)."""
+    return next(f.default for f in dataclasses.fields(cfg_type) if f.name == name)
+
+
 def field_help(cfg_type: type) -> dict[str, str]:
     """Help text per field name, for the CLI and the dashboard's Train page."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cfg_type)}

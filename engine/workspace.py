@@ -1,4 +1,4 @@
-"""The one folder that holds all state (DESIGN.md "Workspace")."""
+"""The one folder that holds all state (README "Workspace")."""
 
 from __future__ import annotations
 

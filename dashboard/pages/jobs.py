@@ -8,6 +8,7 @@ from dashboard.state import SELECTED_JOB, SELECTED_RUN, keep_worker_running, ses
 from dashboard.ui import flash, page_header, query_int, show_flashes
 from dashboard.widgets.jobs_table import job_card_ui, job_detail_ui, job_title, jobs_table_ui
 from db import jobs as jq
+from db.models import JobStatus
 from engine.errors import UserError
 from engine.jobs.launch import worker_alive
 from engine.jobs.queue import cancel_job, retry_job
@@ -38,7 +39,7 @@ def act(action: str | None, job_id: int, run_id: int | None) -> None:
         with factory.begin() as s:
             if action == "cancel":
                 job = cancel_job(s, job_id)
-                flash(f"Job {job_id} cancelled." if job.status == "cancelled"
+                flash(f"Job {job_id} cancelled." if job.status == JobStatus.CANCELLED
                       else f"Cancel requested: the worker stops job {job_id} shortly.")
             elif action == "retry":
                 new = retry_job(s, job_id, created_by=user())
@@ -56,7 +57,8 @@ def act(action: str | None, job_id: int, run_id: int | None) -> None:
 def live() -> None:
     with factory.begin() as s:
         entries = jq.jobs_with_context(s, limit=300)
-    active = sorted((e for e in entries if e[0].status in jq.ACTIVE), key=lambda e: (e[0].status != "running", e[0].id))
+    active = sorted((e for e in entries if e[0].status in jq.ACTIVE),
+                    key=lambda e: (e[0].status != JobStatus.RUNNING, e[0].id))
     if polling and not active:
         st.rerun()  # everything finished: redraw the page once, without the timer
     if err := st.session_state.pop("_jobs_error", None):
@@ -75,8 +77,8 @@ def live() -> None:
     queued_ahead = 0
     for job, run, dataset in active:
         action = job_card_ui(job, run, dataset, key="card",
-                             queue_position=queued_ahead if job.status == "queued" else None)
-        queued_ahead += job.status == "queued"
+                             queue_position=queued_ahead if job.status == JobStatus.QUEUED else None)
+        queued_ahead += job.status == JobStatus.QUEUED
         act(action, job.id, run.id if run else None)
 
     st.subheader("All jobs", anchor=False)

@@ -7,33 +7,22 @@ import streamlit as st
 from dashboard.state import sessions
 from dashboard.widgets.heatmap_view import detail_ui
 from dashboard.widgets.results_compare import compare_ui
-from dashboard.widgets.results_data import ActiveThreshold, load_evaluation
+from dashboard.widgets.results_data import ActiveThreshold
 from dashboard.widgets.results_gallery import filtered, filters_ui, gallery_section_ui, outcome_array
 from dashboard.widgets.results_metrics import curves_ui, distribution_ui, metrics_table_ui, per_defect_ui
-from dashboard.widgets.run_picker import compare_picker_ui, evaluation_picker_ui, run_and_evaluation_ui, run_choices
+from dashboard.widgets.run_picker import compare_picker_ui, evaluated_run_ui, evaluation_picker_ui
 from db import decisions as tq
 from db import masks as mq
 
 st.title("Results")
 
-with sessions().begin() as s:
-    choices = run_choices(s)
-if not choices:
-    st.info("No evaluated run yet. Train a model first; its evaluation on the test images appears here.")
-    st.page_link("dashboard/pages/train.py", label="Train a model", icon=":material/model_training:")
-    st.stop()
-
-run, eval_id = run_and_evaluation_ui(choices, key="results")
+choices, run, data = evaluated_run_ui(key="results", empty="No evaluated run yet. Train a model first; its "
+                                      "evaluation on the test images appears here.")
 c3, c4 = st.columns([3, 2])
 with c3:
     other = compare_picker_ui(choices, run, key="results_compare")
 with c4:
     other_eval = evaluation_picker_ui(other, key="results_compare_eval") if other else None
-
-data = load_evaluation(eval_id)
-if data is None:
-    st.warning(f"Evaluation {eval_id} has not finished.")
-    st.stop()
 with sessions().begin() as s:
     thr = ActiveThreshold.of(tq.active_threshold(s, run.id))
 st.markdown(f"**Active threshold** — {thr.describe()}" if thr else "**No threshold set yet.**")

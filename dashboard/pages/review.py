@@ -7,11 +7,11 @@ import streamlit as st
 
 from dashboard.state import sessions
 from dashboard.widgets.heatmap_view import detail_ui
-from dashboard.widgets.results_data import ActiveThreshold, load_evaluation
+from dashboard.widgets.results_data import ActiveThreshold
 from dashboard.widgets.results_gallery import gallery_section_ui, outcome_array, selected_key
 from dashboard.widgets.review_actions import current_images, marks
 from dashboard.widgets.review_view import actions_ui, follow_requests, retrain_ui, show_flash
-from dashboard.widgets.run_picker import run_and_evaluation_ui, run_choices
+from dashboard.widgets.run_picker import evaluated_run_ui
 from db import decisions as tq
 from db import masks as mq
 
@@ -20,18 +20,12 @@ st.title("Review")
 st.caption("False positives (OK parts the run rejected) and false negatives (defects it passed) at the "
            "run's active threshold. Record what each one really is; corrections feed the next training.")
 
-with sessions().begin() as s:
-    choices = run_choices(s)
-if not choices:
-    st.info("No evaluated run yet.")
-    st.stop()
-run, eval_id = run_and_evaluation_ui(choices, key="review")
-data = load_evaluation(eval_id)
+_, run, data = evaluated_run_ui(key="review", empty="No evaluated run yet.")
 with sessions().begin() as s:
     thr = ActiveThreshold.of(tq.active_threshold(s, run.id))
     n_reviews = len(tq.reviews_for_run(s, run.id))
-if data is None or thr is None:
-    st.info("This run has no finished evaluation with a threshold yet.")
+if thr is None:
+    st.info("This run has no threshold yet.")
     st.stop()
 st.markdown(f"**Active threshold** — {thr.describe()}")
 show_flash()

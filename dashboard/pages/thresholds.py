@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import sessions
 from dashboard.widgets import threshold_state as S
-from dashboard.widgets.results_data import load_evaluation
-from dashboard.widgets.run_picker import run_and_evaluation_ui, run_choices
+from dashboard.widgets.run_picker import evaluated_run_ui
 from dashboard.widgets.threshold_view import (
     charts_ui,
     conflict_ui,
@@ -23,17 +21,8 @@ from dashboard.widgets.threshold_view import (
 
 st.title("Thresholds")
 
-with sessions().begin() as s:
-    choices = run_choices(s)
-if not choices:
-    st.info("No evaluated run yet: a threshold is chosen on a run's test-image scores.")
-    st.stop()
-
-run, eval_id = run_and_evaluation_ui(choices, key="thresholds")
-data = load_evaluation(eval_id)
-if data is None or data.n == 0:
-    st.warning(f"Evaluation {eval_id} has no scores yet.")
-    st.stop()
+_, run, data = evaluated_run_ui(key="thresholds", empty="No evaluated run yet: a threshold is chosen on a run's "
+                                                         "test-image scores.")
 
 active = S.load_active(run.id)
 S.put(run.id, "slider_range", slider_range(data))

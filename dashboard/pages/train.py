@@ -10,6 +10,7 @@ from dashboard.widgets.config_form import config_form_ui
 from dashboard.widgets.dataset_picker import dataset_picker_ui
 from db import datasets as dq
 from db import runs as rq
+from db.models import JobStatus
 from engine.config import PRESETS
 from engine.errors import UserError
 from engine.jobs.queue import submit_train
@@ -64,7 +65,7 @@ with factory.begin() as s:
     runs = [run_row(s, r) for r in rq.list_runs(s, dataset_id=ds.id, limit=50)]
 parents: dict[int | None, str] = {None: "— none —"} | {
     r["id"]: f"Run {r['id']} · {r['model'].upper()} ({r['preset']}) · image AUROC {fmt_auroc(r['image_auroc'])}"
-    for r in runs if r["status"] == "succeeded"}
+    for r in runs if r["status"] == JobStatus.SUCCEEDED}
 with st.form("train_launch", border=False):
     f1, f2 = st.columns([1, 2])
     parent = f1.selectbox("Retrains run (optional)", list(parents), format_func=parents.__getitem__,

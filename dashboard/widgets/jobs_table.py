@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from dashboard.ui import STATUS_ICONS, elapsed, fmt_duration, fmt_when, status_badge, tail_lines
-from db.models import Job, Run
+from db.models import Job, JobStatus, Run
 
 LOG_LINES = 30
 
@@ -19,7 +19,7 @@ def job_title(job: Job, run: Run | None, dataset: str | None) -> str:
 
 def eta_left(job: Job, now: datetime | None = None) -> float | None:
     """The job's last ETA, minus the time since it was reported (the heartbeat)."""
-    if job.status != "running" or job.eta_s is None:
+    if job.status != JobStatus.RUNNING or job.eta_s is None:
         return None
     since = elapsed(job.heartbeat_at, now) or 0.0
     return max(0.0, job.eta_s - since)
@@ -45,13 +45,13 @@ def jobs_table_ui(entries: list[tuple[Job, Run | None, str | None]]) -> None:
 
 def progress_ui(job: Job, queue_position: int | None = None) -> None:
     """Progress bar with the job's message and time left (or why it waits)."""
-    if job.status == "running":
+    if job.status == JobStatus.RUNNING:
         left = eta_left(job)
         eta = f" · about {fmt_duration(left)} left" if left is not None else ""
         cancel = " · cancel requested" if job.cancel_requested else ""
         st.progress(min(max(job.progress, 0.0), 1.0),
                     text=f"{job.progress:.0%} · {job.message or 'starting'}{eta}{cancel}")
-    elif job.status == "queued":
+    elif job.status == JobStatus.QUEUED:
         ahead = f" ({queue_position} ahead)" if queue_position else ""
         st.progress(0.0, text=f"waiting for a worker{ahead}")
     else:
@@ -91,25 +91,25 @@ def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str) -
     if job.retry_of:
         facts.append(f"retry of job {job.retry_of}")
     st.caption(" · ".join(facts))
-    if job.status == "failed" and job.error:
-        st.error(f"**Failed:** {job.error}", icon=STATUS_ICONS["failed"])
-    elif job.status == "cancelled":
-        st.warning(f"Cancelled{': ' + job.error if job.error else ''}", icon=STATUS_ICONS["cancelled"])
+    if job.status == JobStatus.FAILED and job.error:
+        st.error(f"**Failed:** {job.error}", icon=STATUS_ICONS[JobStatus.FAILED])
+    elif job.status == JobStatus.CANCELLED:
+        st.warning(f"Cancelled{': ' + job.error if job.error else ''}", icon=STATUS_ICONS[JobStatus.CANCELLED])
     action = None
     with st.container(horizontal=True):
-        if job.status in ("queued", "running") and st.button(
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and st.button(
                 "Cancel job", key=f"{key}_cancel", icon=":material/cancel:", disabled=job.cancel_requested):
             action = "cancel"
-        if job.status in ("failed", "cancelled") and st.button(
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and st.button(
                 "Retry", key=f"{key}_retry", icon=":material/replay:",
                 help="Queue the same work again as a new job (this one keeps its error)."):
             action = "retry"
-        if job.status == "succeeded" and run is not None and st.button(
+        if job.status == JobStatus.SUCCEEDED and run is not None and st.button(
                 "Open results", key=f"{key}_results", icon=":material/insights:", type="primary"):
             action = "results"
     lines = tail_lines(job.log_path, LOG_LINES)
     if lines is None:
-        st.caption("No log yet." if job.status == "queued" else "No log file for this job.")
+        st.caption("No log yet." if job.status == JobStatus.QUEUED else "No log file for this job.")
     else:
         st.caption(f"Last {len(lines)} lines of `{job.log_path}`")
         st.code("\n".join(lines) or "(empty)", language=None, wrap_lines=True)

@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard.state import sessions, workspace
 from db import runs as rq
+from db.models import JobStatus
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class EvalData:
 def _load(home: str, evaluation_id: int) -> EvalData | None:
     with sessions().begin() as s:
         ev = rq.get_evaluation(s, evaluation_id)
-        if ev.status != "succeeded":
+        if ev.status != JobStatus.SUCCEEDED:
             return None
         rows = rq.evaluation_images(s, evaluation_id)
         root = Path(ev.directory or "")

@@ -14,6 +14,7 @@ from dashboard.widgets import charts
 from dashboard.widgets.heatmap_view import load_map
 from dashboard.widgets.results_data import ActiveThreshold, EvalData
 from db import masks as mq
+from engine.config import default
 from engine.evaluation import decisions as D
 from engine.intake.images import read_mask, resize_mask
 
@@ -50,7 +51,7 @@ def _ok_only(m: dict[str, Any]) -> str:
     v = m.get("ok_only_threshold")
     if v is None:
         return "–"
-    return f"{v:.4g} (target FRR {m.get('target_frr', 0.01):.1%}, from {m.get('ok_only_source') or '?'})"
+    return f"{v:.4g} (target FRR {m.get('target_frr', default('target_frr')):.1%}, from {m.get('ok_only_source') or '?'})"
 
 
 def metrics_table(columns: dict[str, dict[str, Any]], skip: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from dashboard.state import SELECTED_RUN
+from dashboard.state import SELECTED_RUN, sessions
+from dashboard.widgets.results_data import EvalData, load_evaluation
 from db import datasets as dq
 from db import runs as rq
+from db.models import JobStatus
 from engine.config import score_rule
 
 RUN_KEY = SELECTED_RUN  # int: the run Results / Thresholds / Review show
@@ -40,7 +42,7 @@ def run_choices(session: Session) -> list[RunChoice]:
     names = {d.id: d.name for d in dq.dataset_counts(session)}
     out: list[RunChoice] = []
     for run in rq.list_runs(session):
-        evs = [e for e in rq.list_evaluations(session, run.id) if e.status == "succeeded"]
+        evs = [e for e in rq.list_evaluations(session, run.id) if e.status == JobStatus.SUCCEEDED]
         if not evs:
             continue
         auroc = evs[0].metrics.get("image_auroc")
@@ -118,3 +120,20 @@ def run_and_evaluation_ui(choices: list[RunChoice], *, key: str) -> tuple[RunCho
     with c2:
         eval_id = evaluation_picker_ui(run, key=f"{key}_eval")
     return run, eval_id
+
+
+def evaluated_run_ui(*, key: str, empty: str) -> tuple[list[RunChoice], RunChoice, EvalData]:
+    """The top of Results, Thresholds and Review: the run and evaluation pickers and the chosen
+    evaluation's data; a message and the end of the page when there is nothing to show."""
+    with sessions().begin() as s:
+        choices = run_choices(s)
+    if not choices:
+        st.info(empty, icon=":material/info:")
+        st.page_link("dashboard/pages/train.py", label="Train a model", icon=":material/model_training:")
+        st.stop()
+    run, eval_id = run_and_evaluation_ui(choices, key=key)
+    data = load_evaluation(eval_id) if eval_id is not None else None
+    if data is None or data.n == 0:
+        st.warning(f"Evaluation {eval_id} has no scores yet.")
+        st.stop()
+    return choices, run, data

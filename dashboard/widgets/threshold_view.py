@@ -13,6 +13,7 @@ from dashboard.widgets import charts
 from dashboard.widgets import threshold_state as S
 from dashboard.widgets.results_data import RULE_NAMES, ActiveThreshold, EvalData
 from db import decisions as tq
+from engine.config import default
 from engine.evaluation import decisions as D
 from engine.evaluation.metrics import roc_points
 
@@ -62,7 +63,7 @@ def pixel_ui(run_id: int, data: EvalData) -> None:
 
 def suggestions_ui(run_id: int, data: EvalData) -> None:
     m = data.metrics
-    stored_target = float(m.get("target_frr") or 0.01)
+    stored_target = float(m.get("target_frr") or default("target_frr"))
     c0, *cols = st.columns([1.1, 1, 1, 1], vertical_alignment="bottom")
     target = c0.number_input("Target false-reject rate (%)", min_value=0.01, max_value=50.0,
                              value=stored_target * 100, step=0.5, format="%.2f", key=S.k(run_id, "w_target"),

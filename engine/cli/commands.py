@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from db.models import JobStatus
 from engine.cli.output import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
 from engine.services.store import open_workspace
 
@@ -26,20 +27,18 @@ def _import_report_text(r: dict[str, Any]) -> str:
 
 
 def import_folder(root: Path, name: str, layout: str = "auto") -> dict[str, Any]:
-    """Scan + register; raises CliExit(2) when the folder holds no usable image."""
-    from engine.intake.importer import scan_folder
-    from engine.services.datasets import register_plan
+    """Scan + register (services.imports); exit 2 when the folder is missing or holds no usable image."""
+    from engine.services.imports import NoUsableImages
+    from engine.services.imports import import_folder as register_folder
 
     ws, sessions = open_workspace()
     if not root.is_dir():
         raise CliExit(EXIT_NO_IMAGES, f"{root}: no such folder")
-    plan = scan_folder(root, layout)
-    with sessions.begin() as s:
-        report = register_plan(s, ws.masks_dir, plan, name) if plan.images else None
-    if report is None:
-        reasons = "; ".join(f"{k.path}: {k.reason}" for k in plan.skipped[:5])
-        raise CliExit(EXIT_NO_IMAGES, f"{root}: no usable images" + (f" ({reasons})" if reasons else ""))
-    return report.as_dict()
+    try:
+        return register_folder(ws, sessions, str(root), name, layout)
+    except NoUsableImages as exc:
+        reasons = "; ".join(f"{k.path}: {k.reason}" for k in exc.skipped[:5])
+        raise CliExit(EXIT_NO_IMAGES, f"{root}: no usable images" + (f" ({reasons})" if reasons else "")) from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -95,7 +94,7 @@ def _wait(args: argparse.Namespace, job_id: int, run_id: int) -> int:
     with sessions.begin() as s:
         result = run_dict(s, rq.get_run(s, run_id))
     emit(args, result, _run_text)
-    if status != "succeeded":
+    if status != JobStatus.SUCCEEDED:
         print(f"prefilter-qa {args.command}: job {job_id} {status}: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
@@ -161,8 +160,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     with sessions.begin() as s:
         job = job_dict(cancel_job(s, args.job_id))
     emit(args, job, lambda j: f"job {j['id']}: " + (
-        "cancelled" if j["status"] == "cancelled" else
-        "cancel requested; its worker stops it" if j["status"] == "running" else f"already {j['status']}"))
+        JobStatus.CANCELLED if j["status"] == JobStatus.CANCELLED else
+        "cancel requested; its worker stops it" if j["status"] == JobStatus.RUNNING else f"already {j['status']}"))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Evaluation of a trained run: scores, float16 heatmaps, metrics.json (no DB; a plain function).
 
-Pipeline (issue #5): decoding threads read + resize (+ masks) in parallel with the model;
+Pipeline: decoding threads read + resize (+ masks) in parallel with the model;
 batched inference under `torch.inference_mode()` with channels-last weights and inputs
 (`engine.evaluation.loading.prepare_model` / `model_input`: 1.3-2x faster on CPU, see BENCHMARKS.md);
 heatmaps written as float16 by a small thread pool; pixel metrics in a second pass over the
@@ -248,7 +248,7 @@ def _map_range(test: RangeScanner, ok: RangeScanner, hold: RangeScanner) -> dict
 
 
 def _auto_threshold(metrics: dict, pixel_f1: float | None, pixel_q: float | None) -> dict:
-    """F1-max when NOK images were scored, else the OK-only rule (DESIGN.md "Metrics")."""
+    """F1-max when NOK images were scored, else the OK-only rule (the automatic threshold)."""
     if metrics["n_nok"] and metrics["f1_threshold"] is not None:
         image, rule = metrics["f1_threshold"], "f1_max"
     elif metrics["ok_only_threshold"] is not None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.config import default
 from engine.errors import UserError
 from engine.evaluation.pixel_metrics import PixelAccumulator, PixelBinning, PixelMetrics, RangeScanner  # noqa: F401
 
@@ -133,7 +134,7 @@ def fpr_at_full_recall(y_nok: Sequence[bool] | np.ndarray, scores: Sequence[floa
     return float(np.mean(s[~y] >= s[y].min()))
 
 
-def ok_only_threshold(ok_scores: Sequence[float] | np.ndarray, target_frr: float = 0.01
+def ok_only_threshold(ok_scores: Sequence[float] | np.ndarray, target_frr: float
                       ) -> float | None:
     """Threshold that rejects about `target_frr` of OK parts, from OK scores only.
 
@@ -199,11 +200,11 @@ def per_defect(y_nok: np.ndarray, scores: np.ndarray, defect_types: Sequence[str
 
 def compute_metrics(labels: Sequence[str], scores: Sequence[float],
                     defect_types: Sequence[str | None] | None = None,
-                    holdout_scores: Sequence[float] = (), target_frr: float = 0.01,
+                    holdout_scores: Sequence[float] = (), target_frr: float = default("target_frr"),
                     pixel: PixelMetrics | None = None,
                     input_size: tuple[int, int] | None = None,
                     n_boot: int = 1000, seed: int = 0) -> dict:
-    """Every metric of DESIGN.md for one evaluation, JSON-ready; missing ones are None.
+    """Every metric of an evaluation (docs/ARCHITECTURE.md "Metrics"), JSON-ready; missing ones are None.
 
     `labels` are "ok"/"nok"; `input_size` is (W, H) of the model input, where maps and masks
     were compared. The OK-only threshold uses `holdout_scores`, or the OK test scores if no

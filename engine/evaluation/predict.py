@@ -103,7 +103,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
 
 
 def results_to_json(results: Sequence[PredictResult]) -> list[dict]:
-    """The `predict --json` shape of DESIGN.md (+ "error")."""
+    """The `predict --json` shape (README "Command line"), with "error"."""
     return [dataclasses.asdict(r) for r in results]
 
 

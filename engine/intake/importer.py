@@ -1,7 +1,7 @@
 """Scan a folder of images into an ImportPlan (pure: no database, nothing written).
 
 Every file under the root becomes a usable image (split, label, defect type, mask) or a
-Skipped(path relative to the root, reason). Decisions (DESIGN.md "Bad input"):
+Skipped(path relative to the root, reason). Decisions on bad input:
 - Hidden entries (.DS_Store, .git), __MACOSX, Thumbs.db, desktop.ini: ignored silently; so are
   files directly in a seed/mvtec root (README, license). An image file elsewhere outside the
   layout folders is reported; other files there are ignored. In an image folder (anywhere in
@@ -11,7 +11,7 @@ Skipped(path relative to the root, reason). Decisions (DESIGN.md "Bad input"):
 - Same bytes twice: the first (train before test, then path order) is kept, the later one is
   "duplicate of <rel path>".
 - A symlink (file or folder) resolving outside the root is reported; inside ones are followed.
-- Folder names are matched exactly (lowercase), as DESIGN.md lists them.
+- Folder names are matched exactly (lowercase), as README's layouts list them.
 """
 
 from __future__ import annotations

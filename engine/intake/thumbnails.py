@@ -9,7 +9,7 @@ a second after its first visit.
 - A source that is missing, changed (its bytes no longer hash to the registered sha256) or
   unreadable never raises: get_thumbnail returns a shared placeholder image saying so, and
   caches nothing under the image's key, so a restored file gets its real thumbnail next time.
-  The dashboard reports the file itself (DESIGN.md: a moved or changed file is reported).
+  The dashboard reports the file itself (a moved or changed file is reported, never silently used).
 """
 
 from __future__ import annotations

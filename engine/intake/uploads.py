@@ -5,7 +5,7 @@ paths for archive members), every image is fully decoded (engine.intake.images.p
 becomes visible under its final name, and each file appears atomically (temp file in the same
 folder, fsync, then a no-clobber link/rename).
 
-Zip decisions (DESIGN.md "Bad input"):
+Zip decisions:
 - Whole archive rejected (UserError naming the archive; nothing written): not a zip, more than
   `max_members` members, or declared uncompressed total above `max_total_bytes`; and, should a
   member ever inflate past its declared size while streaming, everything this call wrote is

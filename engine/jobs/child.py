@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 
+from db.models import JobStatus
 from engine.errors import UserError
 from engine.jobs import tasks
 from engine.services.store import open_workspace
@@ -56,7 +57,7 @@ def main(job_id: int) -> int:
             fail_job(s, job_id, reason)
         return 1
     with sessions.begin() as s:
-        jq.finish_job(s, job_id, "succeeded")
+        jq.finish_job(s, job_id, JobStatus.SUCCEEDED)
     log.info("job %s succeeded", job_id)
     return 0
 

@@ -12,7 +12,7 @@ from db import jobs as jq
 from db import masks as mq
 from db import runs as rq
 from db.errors import NotFoundError
-from db.models import Job, Run
+from db.models import Job, JobStatus, Run
 from engine.config import config_to_dict, make_config
 from engine.errors import UserError
 from engine.intake.images import IMAGE_RULE
@@ -80,12 +80,12 @@ def submit_evaluate(
 def retry_job(session: Session, job_id: int, created_by: str = "system") -> Job:
     """Queue a failed or cancelled job again (a new row: the old one keeps its error)."""
     old = jq.get_job(session, job_id)
-    if old.status not in ("failed", "cancelled"):
+    if old.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise UserError(f"job {job_id} is {old.status}; only failed or cancelled jobs can be retried")
     if old.run_id is not None:
         run = rq.get_run(session, old.run_id)
         if old.kind == "train":
-            run.status = "queued"
+            run.status = JobStatus.QUEUED
     evaluation_id = old.evaluation_id
     if evaluation_id is not None and old.run_id is not None:
         evaluation_id = rq.create_evaluation(session, old.run_id, rq.get_evaluation(session, evaluation_id).dataset_id).id
@@ -99,8 +99,8 @@ def cancel_job(session: Session, job_id: int) -> Job:
         job = jq.request_cancel(session, job_id)
     except NotFoundError:
         raise UserError(f"no job {job_id}; see `prefilter-qa jobs`") from None
-    if job.status == "cancelled" and job.run_id is not None:
+    if job.status == JobStatus.CANCELLED and job.run_id is not None:
         run = rq.get_run(session, job.run_id)
         if job.kind == "train":
-            run.status = "cancelled"
+            run.status = JobStatus.CANCELLED
     return job

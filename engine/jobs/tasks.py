@@ -18,7 +18,7 @@ from db import decisions as tq
 from db import jobs as jq
 from db import masks as mq
 from db import runs as rq
-from db.models import Image, Mask, RegionOfInterest
+from db.models import Image, JobStatus, Mask, RegionOfInterest
 from engine.config import config_from_run
 from engine.errors import UserError
 from engine.intake.images import read_mask, resize_mask, sha256_file
@@ -95,7 +95,7 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
 
     with sessions.begin() as s:
         job = jq.get_job(s, job_id)
-        run = rq.set_run_status(s, job.run_id, "running")
+        run = rq.set_run_status(s, job.run_id, JobStatus.RUNNING)
         run_id, dataset_id, snapshot, evaluation_id = run.id, run.dataset_id, dict(run.snapshot), job.evaluation_id
         cfg = config_from_run(run.config)
         train_images = dq.images_by_ids(s, snapshot["train"])
@@ -120,7 +120,7 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
         "device": result.device, "n_train": len(train_images), "excluded": excluded,
     }
     with sessions.begin() as s:
-        rq.set_run_status(s, run_id, "succeeded", checkpoint=str(result.checkpoint), info=info)
+        rq.set_run_status(s, run_id, JobStatus.SUCCEEDED, checkpoint=str(result.checkpoint), info=info)
         jq.get_job(s, job_id).device = result.device
     if evaluation_id is not None:
         run_evaluation(ws, sessions, job_id, evaluation_id, Reporter(sessions, job_id, 0.85, 1.0),
@@ -141,7 +141,7 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
 
     with sessions.begin() as s:
         ev = rq.get_evaluation(s, evaluation_id)
-        ev.status = "running"
+        ev.status = JobStatus.RUNNING
         run = rq.get_run(s, ev.run_id)
         run_id, checkpoint, dataset_id = run.id, Path(run.checkpoint or ""), ev.dataset_id
         cfg = config_from_run(run.config)
@@ -177,7 +177,7 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
              "defect_type": labels[sc.image_id][1], "score": float(sc.score), "heatmap": sc.heatmap}
             for sc in result.images]
     with sessions.begin() as s:
-        rq.finish_evaluation(s, evaluation_id, status="succeeded", metrics=metrics,
+        rq.finish_evaluation(s, evaluation_id, status=JobStatus.SUCCEEDED, metrics=metrics,
                              directory=str(out_dir), scores=rows)
         current = tq.active_threshold(s, run_id)
         if current is None or current.set_by == tq.AUTO:

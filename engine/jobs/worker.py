@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import jobs as jq
 from db import runs as rq
 from db import workers as wq
-from db.models import Job
+from db.models import Job, JobStatus
 from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV, Workspace
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,16 @@ def exit_reason(returncode: int, log_path: Path | None) -> str:
 
 def fail_job(session: Session, job_id: int, reason: str) -> None:
     """End a job failed, and its run too if the job was its training."""
-    if jq.finish_job(session, job_id, "failed", reason):
+    if jq.finish_job(session, job_id, JobStatus.FAILED, reason):
         job = jq.get_job(session, job_id)
         if job.evaluation_id is not None:
             ev = rq.get_evaluation(session, job.evaluation_id)
-            if ev.status in ("queued", "running"):
-                rq.finish_evaluation(session, ev.id, status="failed")
+            if ev.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                rq.finish_evaluation(session, ev.id, status=JobStatus.FAILED)
         if job.kind == "train" and job.run_id is not None:
             run = rq.get_run(session, job.run_id)
-            if run.status in ("queued", "running"):
-                rq.set_run_status(session, run.id, "failed")
+            if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                rq.set_run_status(session, run.id, JobStatus.FAILED)
 
 
 class Worker:
@@ -97,7 +97,7 @@ class Worker:
                 failed.append(job.id)
             for job in jq.active_jobs(s):
                 host, _, pid = (job.worker or "").rpartition(":")
-                if job.status == "running" and host == self.host and pid.isdigit() \
+                if job.status == JobStatus.RUNNING and host == self.host and pid.isdigit() \
                         and job.worker != self.name and not _pid_alive(int(pid)):
                     fail_job(s, job.id, f"its worker (pid {pid}) is gone")
                     failed.append(job.id)
@@ -160,14 +160,14 @@ class Worker:
         ended_by = self._watch(job_id, proc)
         with self.sessions.begin() as s:
             job = jq.get_job(s, job_id)
-            if job.status == "running":
+            if job.status == JobStatus.RUNNING:
                 reason = ended_by or exit_reason(proc.returncode, log_path)
                 if job.cancel_requested:
-                    jq.finish_job(s, job_id, "cancelled", "cancelled by user")
+                    jq.finish_job(s, job_id, JobStatus.CANCELLED, "cancelled by user")
                     if job.kind == "train" and job.run_id is not None:
-                        rq.set_run_status(s, job.run_id, "cancelled")
+                        rq.set_run_status(s, job.run_id, JobStatus.CANCELLED)
                     if job.evaluation_id is not None:
-                        rq.finish_evaluation(s, job.evaluation_id, status="cancelled")
+                        rq.finish_evaluation(s, job.evaluation_id, status=JobStatus.CANCELLED)
                 else:
                     fail_job(s, job_id, reason)
             log.info("job %s ended %s", job_id, jq.get_job(s, job_id).status)

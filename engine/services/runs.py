@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from db import runs as rq
 from db.errors import NotFoundError
-from db.models import Run
+from db.models import JobStatus, Run
 from engine.errors import UserError
 
 
@@ -16,6 +16,6 @@ def trained_run(session: Session, run_id: int) -> Run:
         run = rq.get_run(session, run_id)
     except NotFoundError:
         raise UserError(f"no run {run_id}; see `prefilter-qa runs`") from None
-    if run.status != "succeeded" or not run.checkpoint:
+    if run.status != JobStatus.SUCCEEDED or not run.checkpoint:
         raise UserError(f"run {run_id} has no trained model (status {run.status})")
     return run

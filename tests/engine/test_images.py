@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prefilter_qa_line import imagerule
 
 from engine.errors import InputFileError
-from engine.intake import images
 from engine.intake.images import ImageInfo, probe_image, read_image, read_mask, resize_image, resize_mask, sha256_file
 from tests import fixtures_files as ff
 
@@ -125,7 +125,7 @@ def test_bomb_header_refused(tmp_path: Path) -> None:
 
 def test_pixel_limit_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = ff.make_good_png(tmp_path / "a.png", size=(64, 64))
-    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(imagerule, "MAX_PIXELS", 1000)
     with pytest.raises(InputFileError) as e:
         read_image(p)
     assert _reason(e) == ("image has 4096 pixels, more than the limit 1000 "
@@ -134,9 +134,9 @@ def test_pixel_limit_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_max_pixels_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFILTER_QA_MAX_PIXELS", "1234")
-    assert images._max_pixels_from_env() == 1234
+    assert imagerule._max_pixels_from_env() == 1234
     monkeypatch.setenv("PREFILTER_QA_MAX_PIXELS", "lots")
-    assert images._max_pixels_from_env() == 100_000_000
+    assert imagerule._max_pixels_from_env() == 100_000_000
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "1", "P", "I;16"])

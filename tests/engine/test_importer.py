@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prefilter_qa_line import imagerule
 
 from engine.errors import UserError
-from engine.intake import images
 from engine.intake.importer import Skipped, detect_layout, ensure_allowed_root, scan_folder
 from tests import fixtures_files as ff
 
@@ -96,7 +96,7 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path,
     ff.make_good_png(ok / "big.png", size=(300, 300))
     (ok / "notes.txt").write_text("x", encoding="utf-8")
     ff.make_good_png(root / "test" / "weird" / "lost.png", seed=77)
-    monkeypatch.setattr(images, "MAX_PIXELS", 50_000)
+    monkeypatch.setattr(imagerule, "MAX_PIXELS", 50_000)
     plan = scan_folder(root)
     r = _reasons(plan)
     assert r["train/ok/trunc.jpg"].startswith("truncated or corrupt image")

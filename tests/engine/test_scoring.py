@@ -37,7 +37,6 @@ def test_predict_applies_the_active_threshold_and_reports_bad_files(trained_work
         assert r["verdict"] == expected and Path(r["heatmap"]).is_file()
     assert {r["verdict"] for r in rows[:4]} >= {"OK", "NOK"}
     assert rows[4]["score"] is None and "truncated" in rows[4]["error"]
-    assert lo < mid
     with sessions.begin() as s:
         stored = s.query(Prediction).filter_by(run_id=run_id).all()
         assert len(stored) == 4 + 5 and {p.threshold_id for p in stored[4:]} != {base}

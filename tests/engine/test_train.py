@@ -45,7 +45,7 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
     seen: list[TrainProgress] = []
     result = train(cfg, paths, tmp_path / "run", progress=seen.append, roi=roi)
     assert result.checkpoint.is_file() and result.epochs == 1 and np.isfinite(result.final_loss)
-    assert result.device == "cpu" and "holdout_images" not in result.info  # the caller holds out
+    assert result.device == "cpu" and result.info["train_images"] == [str(p) for p in paths]  # none held out
     assert len(result.info["train_images"]) == 6 and result.info["image_rule"]
     assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == "train"
     if model == "dfr":
@@ -96,9 +96,11 @@ def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
     roi[:, :24] = True  # the left 3/8: its medians differ from the whole map's
     result = train(make_config("dfr", overrides=overrides), paths, tmp_path / "run", roi=roi)
     loaded, cfg = load_model(result.checkpoint, device="cpu")
-    assert loaded.normaliser.image_median and loaded.cfg.score_combine == "max" and cfg.score_combine == "max"
-    assert loaded.roi is not None
     _, x = next(iter(make_loader(paths, cfg, train=False, batch_size=4)))
+    reloaded = loaded(x)  # the checkpoint reproduces the trained model, ROI and score rule included
+    assert torch.equal(reloaded.score, result.model(x).score)
+    assert torch.equal(reloaded.anomaly_map, result.model(x).anomaly_map)
+    assert float(reloaded.anomaly_map[..., 24:].abs().max()) == 0.0  # outside the ROI
     with torch.no_grad():
         z = loaded.normaliser(loaded.errors(loaded.features(x)), subtract_median=False)  # (4, 2, m, m)
         medians = loaded.normaliser.medians(z)  # (4, 2)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from prefilter_qa_line.bundle import verdict
 from prefilter_qa_line.imagerule import IMAGE_RULE, model_input, read_image
 

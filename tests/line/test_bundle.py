@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prefilter_qa_line import BundleError, SelfTestError, bundle_sha, load_bundle, open_scorer, verdict
 
-from prefilter_qa_line import (BundleError, SelfTestError, bundle_sha, load_bundle, open_scorer,
-                               verdict)
 from tests.line.bundles import rewrite_bundle
-from tests.line.test_imagerule import _engine
 
 
 def test_good_bundle_verifies_and_passes_self_test(bundle_dir: Path) -> None:
@@ -119,7 +117,7 @@ def test_model_not_matching_contract_refused(bundle_dir: Path) -> None:
 
 
 def test_verdict_rule_is_engines() -> None:
-    metrics = _engine("engine.evaluation.metrics", "engine.metrics")
+    from engine.evaluation import metrics
     scores = np.r_[np.linspace(-1, 2, 301), 0.1, 0.14, 0.2, np.nextafter(0.14, 0), np.inf, -np.inf]
     for thr, band in ((0.14, None), (0.14, (0.1, 0.2)), (0.14, (0.14, 0.14)), (0.5, (0.1, 0.5))):
         theirs = metrics.verdicts(scores, thr, band)

@@ -9,15 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from prefilter_qa_line import open_scorer
 from prefilter_qa_line.heatmap import write_heatmap
 from prefilter_qa_line.imagerule import model_input, read_image
+
 from tests import fixtures_files as ff
-from tests.line.bundles import (flat_image, part_image, reference_scores, rewrite_bundle,
-                                write_bundle)
+from tests.line.bundles import flat_image, part_image, reference_scores, rewrite_bundle, write_bundle
 from tests.line.conftest import Golden
-from tests.line.test_imagerule import _engine
 
 
 def test_golden_files_score_their_golden_verdicts(bundle_dir: Path, golden: Golden) -> None:
@@ -72,11 +70,11 @@ def test_bad_inputs_are_errors_and_never_stop_the_rest(bundle_dir: Path, tmp_pat
 def _engine_overlay(png: Path, orig: np.ndarray, amap: np.ndarray,
                     map_range: tuple[float, float] | None, pixel: float | None) -> None:
     """engine's predict overlay (its private writer while it exists, else the same steps)."""
-    predict = _engine("engine.evaluation.predict", "engine.predict")
+    from engine.evaluation import predict
     if hasattr(predict, "_write_overlay"):
         predict._write_overlay(png, orig, amap, map_range, pixel)
         return
-    heat = _engine("engine.evaluation.heatmaps", "engine.viz")
+    from engine.evaluation import heatmaps as heat
     vmin, vmax = map_range or np.percentile(amap, [1.0, 99.9])
     big = heat.to_original_grid(amap, orig.shape[:2])
     img = heat.overlay(orig, big, vmin, vmax)

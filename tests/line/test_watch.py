@@ -7,15 +7,15 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-
 from prefilter_qa_line import Scorer, open_scorer, verdict
 from prefilter_qa_line.watch import Watcher
+
 from tests import fixtures_files as ff
 from tests.line.bundles import part_image, rewrite_bundle
 from tests.line.conftest import LINE, Golden, run_cli

@@ -1,7 +1,8 @@
-"""Import operations of the Datasets page: a server folder, or files uploaded from the browser.
+"""Importing a dataset: a folder (`prefilter-qa import`, the Datasets page) or browser uploads.
 
-Both reuse the CLI's path (engine.intake.importer.scan_folder -> engine.services.datasets.register_plan),
-so the dashboard and `prefilter-qa import` accept and reject exactly the same files. The result
+Every path scans with engine.intake.importer.scan_folder and registers with
+engine.services.datasets.register_plan, so the dashboard and the command line accept and reject
+exactly the same files and names. The result
 is the `import --json` report dict: counts, unchanged, updated and every skipped file with its
 reason (upload-level rejections, e.g. zip-slip members, are listed by their name in the upload).
 """
@@ -46,15 +47,17 @@ def check_dataset_name(name: str) -> str:
     return name
 
 
-def import_server_folder(ws: Workspace, sessions: sessionmaker[Session], folder: str, name: str,
-                         layout: str = "auto") -> dict[str, Any]:
-    """Scan and register a folder on the server; only under ws.import_roots. Raises UserError."""
+def import_folder(ws: Workspace, sessions: sessionmaker[Session], folder: str, name: str,
+                  layout: str = "auto", roots: list[Path] | None = None) -> dict[str, Any]:
+    """Scan and register a folder (only under `roots` when given: the dashboard passes
+    ws.import_roots). Raises UserError; NoUsableImages when nothing in it can be imported."""
     if not folder.strip():
         raise UserError("enter the folder to import")
-    root = ensure_allowed_root(Path(folder.strip()), ws.import_roots)
+    root = Path(folder.strip()).expanduser()
+    root = ensure_allowed_root(root, roots) if roots is not None else root.resolve()
     name = check_dataset_name(name)
     if not root.is_dir():
-        raise UserError(f"{root}: no such folder on the server")
+        raise UserError(f"{root}: no such folder")
     plan = scan_folder(root, layout)
     if not plan.images:
         raise NoUsableImages(str(root), plan.layout, plan.skipped)
