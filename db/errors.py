@@ -7,3 +7,7 @@ class StaleEditError(Exception):
 
 class NotFoundError(LookupError):
     """A row named by the caller does not exist."""
+
+
+class PermissionDenied(PermissionError):
+    """The acting user's role does not allow this write (checked below the page, not by hiding a button)."""
