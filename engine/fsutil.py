@@ -8,6 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file (0666 less the umask); mkstemp's temp files are 0600,
+    which a rename would keep, so files meant for others of the group would be unreadable."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Let `write` fill a temp file in the target's folder, then rename it over the target.
 
@@ -19,6 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, FILE_MODE)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

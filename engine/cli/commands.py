@@ -197,7 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from engine.services.scoring import predict_paths
 
     ws, sessions = open_workspace()
-    results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out)
+    results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out,
+                            heatmaps=not args.no_heatmaps, results_file=args.results)
     emit(args, results, lambda rows: table(rows, ["path", "score", "verdict", "heatmap", "error"]))
     return 0 if any(r["error"] is None for r in results) else EXIT_USER_ERROR
 
@@ -251,6 +252,10 @@ def _args_worker(p: argparse.ArgumentParser) -> None:
 def _args_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--out", type=Path, help="folder for heatmaps (default: the run's predictions/)")
+    p.add_argument("--no-heatmaps", action="store_true",
+                   help="score only: write no heatmap overlay (faster)")
+    p.add_argument("--results", type=Path, metavar="FILE",
+                   help="append one line per image to FILE (.csv with a header when new, or .jsonl)")
     p.add_argument("paths", nargs="+", metavar="PATH")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.evaluation.heatmaps import load_heatmap, save_heatmap
+from engine.evaluation.heatmaps import load_heatmap, save_heatmap, score_map_rel
 from engine.evaluation.metrics import compute_metrics
 from engine.evaluation.pixel_metrics import PixelAccumulator, RangeScanner
 from engine.fsutil import atomic_write_text
@@ -50,6 +50,7 @@ class ImageScore:
     image_id: int
     score: float
     heatmap: str  # path relative to out_dir
+    score_map: str | None = None  # map the score came from, when not the heatmap (relative to out_dir)
 
 
 @dataclass
@@ -69,10 +70,13 @@ class _Scanned:
         self.scores: dict[int, float] = {}  # position in the stream -> score
         self.masks: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # position -> packed mask
         self.scan = RangeScanner(roi)
+        self.score_scan = RangeScanner(roi)  # the score maps, when the model has its own (Prediction.score_map)
+        self.score_maps: set[int] = set()  # positions whose score map was written
 
 
 def _run_stream(model: object, loader: object, device: object, amp: bool, scanned: _Scanned,
-                on_map: Callable[[int, np.ndarray], None] | None, failed: list[tuple[str, str]],
+                on_map: Callable[[int, np.ndarray, np.ndarray | None], None] | None,
+                failed: list[tuple[str, str]],
                 paths: Sequence[Path], tick: Callable[[int], None]) -> None:
     """Inference over one loader; maps go to `on_map` (e.g. the writer) and the range scanner."""
     import torch
@@ -97,6 +101,8 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
                 scores = pred.score.float().cpu().numpy()  # (B',)
                 maps = pred.anomaly_map.float().cpu().numpy()  # (B', S, S)
                 maps = np.clip(maps, -65504, 65504).astype(np.float16)
+                smaps = None if pred.score_map is None else np.clip(
+                    pred.score_map.float().cpu().numpy(), -65504, 65504).astype(np.float16)  # (B', S, S)
                 kept = [i for i, good in zip(idx, ok.tolist()) if good]
                 for j, i in enumerate(kept):
                     if not np.isfinite(scores[j]):  # a broken model must not sink all metrics
@@ -104,8 +110,11 @@ def _run_stream(model: object, loader: object, device: object, amp: bool, scanne
                         continue
                     scanned.scores[i] = float(scores[j])
                     scanned.scan.update(maps[j])
+                    if smaps is not None:
+                        scanned.score_scan.update(smaps[j])
+                        scanned.score_maps.add(i)
                     if on_map is not None:
-                        on_map(i, maps[j])
+                        on_map(i, maps[j], None if smaps is None else smaps[j])
                 for i, has, m in zip(idx, batch["has_mask"].tolist(), batch["mask"].numpy()):
                     if has and i in scanned.scores:
                         scanned.masks[i] = (np.packbits(m), tuple(m.shape))
@@ -162,14 +171,19 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
         _run_stream(runner, loader, dev, amp, hold, None, failed, list(holdout), tick)
 
     test = _Scanned(roi)
-    ok_scan = RangeScanner(roi)
+    ok_scan, ok_score_scan = RangeScanner(roi), RangeScanner(roi)
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="heatmap-writer")
     pending: list[Future] = []
 
-    def on_map(i: int, amap: np.ndarray) -> None:  # amap (S, S) float16
+    def on_map(i: int, amap: np.ndarray, smap: np.ndarray | None) -> None:  # (S, S) float16 each
         if items[i].label == "ok":
             ok_scan.update(amap)
+            if smap is not None:
+                ok_score_scan.update(smap)
         pending.append(pool.submit(save_heatmap, out_dir / _heatmap_rel(items[i]), amap, False))
+        if smap is not None:  # second file next to the heatmap: the map the score came from
+            pending.append(pool.submit(save_heatmap, out_dir / score_map_rel(_heatmap_rel(items[i])),
+                                       smap, False))
         while len(pending) > 4 * bs:  # bound the maps waiting in memory
             pending.pop(0).result()
 
@@ -187,7 +201,8 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
         progress(0.92, "pixel metrics")
     pixel = _pixel_metrics(items, test, roi, out_dir) if test.masks else None
     done_idx = sorted(test.scores)
-    images = [ImageScore(items[i].image_id, test.scores[i], _heatmap_rel(items[i]))
+    images = [ImageScore(items[i].image_id, test.scores[i], _heatmap_rel(items[i]),
+                         score_map_rel(_heatmap_rel(items[i])) if i in test.score_maps else None)
               for i in done_idx]
     holdout_scores = [hold.scores[i] for i in sorted(hold.scores)]
     metrics = compute_metrics([items[i].label for i in done_idx],
@@ -197,6 +212,9 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
     ok_pixels = hold.scan if hold.scan.n_maps else ok_scan
     px_q = ok_pixels.quantile(PIXEL_OK_QUANTILE)
     metrics["map_range"] = _map_range(test.scan, ok_scan, hold.scan)
+    metrics["score_maps"] = bool(test.score_maps)  # heatmaps/<id>.score.npy beside each heatmap
+    metrics["score_map_range"] = (_map_range(test.score_scan, ok_score_scan, hold.score_scan)
+                                  if test.score_maps else None)
     metrics["pixel_threshold"] = {"f1_max": pixel.f1_threshold if pixel else None,
                                   "ok_quantile": px_q, "ok_quantile_level": PIXEL_OK_QUANTILE,
                                   "ok_quantile_source": "holdout" if hold.scan.n_maps else
@@ -263,10 +281,11 @@ def _auto_threshold(metrics: dict, pixel_f1: float | None, pixel_q: float | None
 def _write_outputs(out_dir: Path, items: list[EvalItem], test: _Scanned, metrics: dict) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image_id", "path", "label", "defect_type", "score", "heatmap"])
+    w.writerow(["image_id", "path", "label", "defect_type", "score", "heatmap", "score_map"])
     for i in sorted(test.scores):
         it = items[i]
         w.writerow([it.image_id, str(it.path), it.label, it.defect_type or "",
-                    repr(test.scores[i]), _heatmap_rel(it)])
+                    repr(test.scores[i]), _heatmap_rel(it),
+                    score_map_rel(_heatmap_rel(it)) if i in test.score_maps else ""])
     atomic_write_text(out_dir / "scores.csv", buf.getvalue())
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, allow_nan=False, indent=1))

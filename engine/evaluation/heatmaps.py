@@ -68,6 +68,43 @@ def predicted_mask(amap: np.ndarray, pixel_threshold: float) -> np.ndarray:
     return np.asarray(amap, dtype=np.float32) >= np.float32(pixel_threshold)
 
 
+SCORE_MAP_SUFFIX = ".score.npy"
+
+
+def score_map_rel(heatmap: str) -> str:
+    """Where the score's own map is stored next to a heatmap (`heatmaps/7.npy` ->
+    `heatmaps/7.score.npy`): written only when the model's score does not come from its heatmap."""
+    return heatmap[:-4] + SCORE_MAP_SUFFIX if heatmap.endswith(".npy") else heatmap + SCORE_MAP_SUFFIX
+
+
+def score_peak(amap: np.ndarray, border_margin: int = 0) -> tuple[int, int, float]:
+    """(row, col, value) of the map's maximum, away from the border margin the score ignores
+    (a map at input size; the ROI is already zero outside). Where the score was found."""
+    a = np.asarray(amap, dtype=np.float32)
+    b = int(border_margin)
+    inner = a[b:a.shape[0] - b, b:a.shape[1] - b] if b > 0 and min(a.shape) > 2 * b else a
+    off = b if inner is not a else 0
+    flat = np.nan_to_num(inner, nan=-np.inf)
+    r, c = np.unravel_index(int(np.argmax(flat)), flat.shape)
+    return int(r) + off, int(c) + off, float(inner[r, c])
+
+
+def mark_peak(image: np.ndarray, row: float, col: float, color: tuple[int, int, int] = (255, 255, 255)
+              ) -> np.ndarray:
+    """A ring and cross-hair at (row, col) of an RGB image (coordinates on that image's grid)."""
+    img = _rgb(image).copy()
+    h, w = img.shape[:2]
+    r = max(6, round(0.04 * max(h, w)))
+    t = max(1, round(r / 6))
+    center = (int(round(col)), int(round(row)))
+    cv2.circle(img, center, r, (0, 0, 0), t + 2)
+    cv2.circle(img, center, r, color, t)
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        cv2.line(img, (center[0] + dx * r, center[1] + dy * r), (center[0] + dx * 2 * r, center[1] + dy * 2 * r),
+                 color, t)
+    return img
+
+
 def load_heatmap(path: str | Path) -> np.ndarray:
     """A stored heatmap (float16 .npy) as (H, W) float32."""
     a = np.load(Path(path), allow_pickle=False)

@@ -20,6 +20,10 @@ class Prediction:
 
     score: torch.Tensor  # (B,) image anomaly score, higher = more anomalous
     anomaly_map: torch.Tensor  # (B, H, W) float32 at input size; 0 outside the ROI
+    # (B, H, W) the map the score was taken from, when it is not `anomaly_map` (e.g. DFR's
+    # heatmap = mean of the stages, score = the most unusual stage); None: the score comes
+    # from `anomaly_map`. It explains a score whose heatmap looks blank.
+    score_map: torch.Tensor | None = None
 
 
 class AnomalyModel(nn.Module):

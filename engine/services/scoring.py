@@ -17,8 +17,12 @@ from engine.workspace import Workspace
 
 
 def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, paths: list[Path],
-                  out_dir: Path | None = None) -> list[dict[str, Any]]:
-    """One result per path (unreadable files carry an error, the rest a score and verdict)."""
+                  out_dir: Path | None = None, *, heatmaps: bool = True,
+                  results_file: Path | None = None) -> list[dict[str, Any]]:
+    """One result per path (unreadable files carry an error, the rest a score and verdict).
+
+    `heatmaps=False` writes no overlay (faster on a line); `results_file` (.csv or .jsonl) gets
+    one line per path appended, with the run, the threshold and the file's sha256."""
     with sessions.begin() as s:
         run = trained_run(s, run_id)
         t = tq.active_threshold(s, run_id)
@@ -26,16 +30,21 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
             raise UserError(f"run {run_id} has no threshold yet: evaluate it or set one on the Thresholds page")
         ev = rq.latest_evaluation(s, run_id)
         rng = (ev.metrics or {}).get("map_range") if ev else None
+        srng = (ev.metrics or {}).get("score_map_range") if ev else None
         checkpoint, threshold_id = Path(run.checkpoint), t.id
         band = (t.review_low, t.review_high) if t.review_low is not None else None
         image_t, pixel_t = t.image_threshold, t.pixel_threshold
-    from engine.evaluation.predict import predict_images  # torch: only once the request is known to be valid
+    from engine.evaluation.predict import append_results, check_results_file, predict_images  # torch
+
+    if results_file is not None:
+        check_results_file(results_file)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     out = out_dir or ws.run_dir(run_id) / "predictions" / stamp
     results = predict_images(
         checkpoint, paths, out, image_threshold=image_t, review_band=band, pixel_threshold=pixel_t,
-        map_range=(rng["vmin"], rng["vmax"]) if rng else None,
+        map_range=(rng["vmin"], rng["vmax"]) if rng else None, heatmaps=heatmaps,
+        score_map_range=(srng["vmin"], srng["vmax"]) if srng else None,
     )
     rows = []
     for r in results:
@@ -49,4 +58,11 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
                      "error": r.error, "sha256": sha})
     with sessions.begin() as s:
         tq.add_predictions(s, run_id, threshold_id, rows)
-    return [{k: v for k, v in row.items() if k != "sha256"} for row in rows]
+    if results_file is not None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        append_results(results_file, [
+            row | {"time": now, "run_id": run_id, "threshold_id": threshold_id, "score_map": r.score_map,
+                   "peak_row": r.peak[0] if r.peak else None, "peak_col": r.peak[1] if r.peak else None}
+            for row, r in zip(rows, results)])
+    return [{k: v for k, v in row.items() if k != "sha256"} | {"score_map": r.score_map, "peak": r.peak}
+            for row, r in zip(rows, results)]

@@ -27,6 +27,7 @@ def test_shapes_and_prediction(skip: bool) -> None:
     pred = model.eval()(x)
     assert isinstance(pred, Prediction)
     assert pred.score.shape == (2,) and pred.anomaly_map.shape == (2, 64, 64)
+    assert pred.score_map is None  # the score comes from the heatmap itself
     assert pred.anomaly_map.dtype == torch.float32 and not pred.anomaly_map.requires_grad
     rect = model.eval()(_images(1, 96)[..., :64])  # non-square input
     assert rect.anomaly_map.shape == (1, 96, 64)

@@ -208,12 +208,16 @@ def test_the_image_score_can_combine_the_stages_differently_from_the_heatmap(lit
     assert torch.allclose(pred.anomaly_map, z.mean(1))  # the heatmap: mean of the stages
     assert torch.allclose(pred.score, z.amax(1).flatten(1).amax(1))  # the score: the most unusual stage
     assert bool((pred.score > pred.anomaly_map.flatten(1).amax(1)).all())
+    assert pred.score_map is not None and torch.allclose(pred.score_map, z.amax(1))  # what explains the score
+    assert torch.allclose(pred.score, pred.score_map.flatten(1).amax(1))
     same = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, score_combine="map")
     same.load_state_dict(m.state_dict())
     assert torch.allclose(same(x).score, z.mean(1).flatten(1).amax(1))
+    assert same(x).score_map is None  # the heatmap is the score's map
     one = dfr(lite0_random, (0, 1), position_norm=True, score_combine="max")  # one map: nothing else to combine
     pred = one(x)
     assert torch.allclose(pred.score, pred.anomaly_map.flatten(1).amax(1))
+    assert pred.score_map is None
 
 
 def _legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

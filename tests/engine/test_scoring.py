@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from db import connect
 from db import decisions as tq
 from db.models import Prediction
@@ -40,3 +42,47 @@ def test_predict_applies_the_active_threshold_and_reports_bad_files(trained_work
     with sessions.begin() as s:
         stored = s.query(Prediction).filter_by(run_id=run_id).all()
         assert len(stored) == 4 + 5 and {p.threshold_id for p in stored[4:]} != {base}
+
+
+def test_predict_explains_the_score_skips_heatmaps_and_appends_results(trained_workspace, tmp_path: Path) -> None:
+    """DFR's default scores the most unusual stage: a second overlay shows that map and where its
+    maximum is; --no-heatmaps writes none; --results appends per call; overlays are group-readable."""
+    import csv
+    import os
+    import stat
+
+    import cv2
+
+    home = copy_workspace(trained_workspace.home, tmp_path / "ws")
+    run_id = str(trained_workspace.dfr_run)
+    images = sorted((trained_workspace.home.parent.parent).rglob("test/nok/*/*.png"))[:2]
+    log = tmp_path / "shift" / "results.csv"
+    out = tmp_path / "maps"
+    rows = json.loads(cli("predict", "--run", run_id, *map(str, images), "--out", str(out),
+                          "--results", str(log), "--json", home=home).stdout)
+    for r, img in zip(rows, images):
+        heat, score = Path(r["heatmap"]), Path(r["score_map"])
+        assert heat.is_file() and score.is_file() and score.name.endswith("_score.png")
+        assert cv2.imread(str(score)).shape == cv2.imread(str(img)).shape
+        assert not np.array_equal(cv2.imread(str(score)), cv2.imread(str(heat)))
+        row, col = r["peak"]
+        assert 0 <= row < 64 and 0 <= col < 64
+        mode = stat.S_IMODE(os.stat(heat).st_mode)
+        assert mode & stat.S_IRGRP, oct(mode)  # readable by the group (was 0600)
+    quiet = json.loads(cli("predict", "--run", run_id, *map(str, images), "--out", str(tmp_path / "none"),
+                           "--no-heatmaps", "--results", str(log), "--json", home=home).stdout)
+    assert all(r["heatmap"] is None and r["score_map"] is None and r["score"] is not None for r in quiet)
+    assert not (tmp_path / "none").exists()
+    assert [r["score"] for r in quiet] == [r["score"] for r in rows]
+    with log.open() as fh:
+        logged = list(csv.DictReader(fh))
+    assert len(logged) == 4 and [x["path"] for x in logged] == [str(p) for p in images] * 2
+    assert {x["run_id"] for x in logged} == {run_id} and all(len(x["sha256"]) == 64 for x in logged)
+    assert float(logged[2]["score"]) == rows[0]["score"] and logged[2]["heatmap"] == ""
+    jl = tmp_path / "r.jsonl"
+    cli("predict", "--run", run_id, str(images[0]), "--no-heatmaps", "--results", str(jl), home=home)
+    assert json.loads(jl.read_text().splitlines()[0])["verdict"] in ("OK", "REVIEW", "NOK")
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    proc = cli("predict", "--run", run_id, str(images[0]), "--results", str(bad), home=home, check=False)
+    assert proc.returncode != 0 and "other.csv" in proc.stderr and bad.read_text() == "a,b\n1,2\n"

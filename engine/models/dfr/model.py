@@ -59,11 +59,12 @@ class DFR(AnomalyModel):
             maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
             out_hw = (x.shape[-2], x.shape[-1])
             amap = self.upsample(combine(maps, self.cfg.stage_combine), out_hw)  # (B, H, W) the heatmap
-            if self.cfg.score_combine in ("map", self.cfg.stage_combine):
-                score_map = amap
+            if self.cfg.score_combine in ("map", self.cfg.stage_combine) or maps.shape[1] == 1:
+                score_map = amap  # one group: its max and its mean are the same map
             else:  # e.g. heatmap = mean of the stages, score = the most unusual stage
                 score_map = self.upsample(combine(maps, self.cfg.score_combine), out_hw)
-            return Prediction(score=self.score(score_map), anomaly_map=amap)
+            return Prediction(score=self.score(score_map), anomaly_map=amap,
+                              score_map=None if score_map is amap else score_map)
 
     def standardise(self, f: torch.Tensor) -> torch.Tensor:
         """Stage features (B, C, m, m) -> what the autoencoder sees."""
