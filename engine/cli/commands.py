@@ -10,6 +10,7 @@ from typing import Any
 
 from db.models import JobStatus
 from engine.cli.output import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
+from engine.cli.reports import args_report, cmd_report
 from engine.services.store import open_workspace
 
 DEMO_NAME = "demo"
@@ -270,4 +271,5 @@ COMMANDS: dict[str, tuple[str, Any, Any]] = {
     "cancel": ("cancel a queued or running job", lambda p: p.add_argument("job_id", type=int), cmd_cancel),
     "runs": ("list runs / show one", lambda p: p.add_argument("id", type=int, nargs="?"), cmd_runs),
     "predict": ("score images with the run's active threshold", _args_predict, cmd_predict),
+    "report": ("an evaluation as CSV (per test image) or PDF (for change control)", args_report, cmd_report),
 }

@@ -94,11 +94,50 @@ def histogram_edges(scores: np.ndarray, n_bins: int = 30) -> np.ndarray:
     return np.linspace(lo, hi, int(n_bins) + 1)
 
 
+def score_bins(scores: np.ndarray, y_nok: np.ndarray, ok_reference: Sequence[float] | None = None,
+               threshold: float | None = None, per_spread: int = 10, max_bins: int = 60) -> np.ndarray:
+    """Histogram edges whose width comes from the OK scores' spread, not the whole score range.
+
+    NOK scores often reach far beyond the OK ones (a score range of -4 ... 170 with all OK
+    parts within 5): equal bins over the range put every OK part into one bar and hide the
+    overlap that decides the threshold. Here a bar is 1/`per_spread` of the OK spread (1st-99th
+    percentile of `ok_reference`, the held-out OK scores, with the OK test scores when there are
+    fewer than 10 of them); the bars cover
+    the lowest score up to one spread past the OK scores and the threshold, and the last bar holds
+    every higher score (`histogram_counts` clips into it). Few bars for a narrow range."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(y_nok, dtype=bool)
+    ref = np.asarray(ok_reference if ok_reference is not None else [], np.float64)
+    if ref.size < 10:  # a few held-out images say little about the spread: add the OK test scores
+        ref = np.concatenate([ref, s[~y]])
+    if s.size == 0:
+        return histogram_edges(s, 8)
+    lo, hi_all = float(s.min()), float(s.max())
+    if ref.size >= 2:
+        q1, q99 = (float(v) for v in np.quantile(ref, [0.01, 0.99]))
+    else:
+        q1, q99 = lo, hi_all
+    spread = q99 - q1 if q99 > q1 else max(hi_all - lo, 1e-6)
+    width = spread / per_spread
+    top = max(q99, float(threshold) if threshold is not None else q99) + spread
+    hi = min(hi_all, top)  # one OK spread past the OK scores and the threshold; the rest: last bar
+    if threshold is not None:
+        lo = min(lo, float(threshold))
+        hi = max(hi, float(threshold) + width)
+    if not hi > lo:
+        return histogram_edges(s, n_bins(s.size))
+    n = int(np.ceil((hi - lo) / width))
+    if n > max_bins or n < 8:  # a very long tail, or a narrow range: keep a readable number of bars
+        n = int(np.clip(n, 8, max_bins))
+    return np.linspace(lo, hi, n + 1)
+
+
 def histogram_counts(y_nok: np.ndarray, scores: np.ndarray, edges: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(OK counts, NOK counts) per bar; bars are [left, right), the last one closed."""
+    """(OK counts, NOK counts) per bar; bars are [left, right), the last one closed; scores
+    beyond the edges count in the outer bars (see `score_bins`)."""
     y = np.asarray(y_nok, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
+    s = np.clip(np.asarray(scores, dtype=np.float64), edges[0], edges[-1])
     return np.histogram(s[~y], edges)[0], np.histogram(s[y], edges)[0]
 
 
