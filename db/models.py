@@ -311,6 +311,47 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)  # sign-in name (SSO: the e-mail)
     role: Mapped[str] = mapped_column(String(16), default="viewer")  # see db.auth.Role
+class Release(Base):
+    """A run + threshold exported as a line bundle (model.onnx, bundle.json, golden/) by a job."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    threshold_id: Mapped[int | None] = mapped_column(ForeignKey("thresholds.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    path: Mapped[str | None] = mapped_column(Text)  # the bundle folder
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # sha256 of bundle.json
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)  # parity figures, file sizes, versions
+    error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LineResult(Base):
+    """One verdict of the line scorer (`prefilter-qa-line`), brought back to the dashboard."""
+
+    __tablename__ = "line_results"
+    __table_args__ = (UniqueConstraint("bundle_sha256", "path", "scored_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="SET NULL"))
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    threshold_id: Mapped[int | None] = mapped_column(Integer)  # as the bundle carried it
+    path: Mapped[str] = mapped_column(Text)  # as the line PC saw it
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), index=True)
+    verdict: Mapped[str] = mapped_column(String(8))  # OK | REVIEW | NOK | ERROR
+    score: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    ms: Mapped[float | None] = mapped_column(Float)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    imported_by: Mapped[str] = mapped_column(String(100), default="system")
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
     password_hash: Mapped[str | None] = mapped_column(String(255))  # None: SSO only
     oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)  # "issuer|sub"
     email: Mapped[str | None] = mapped_column(String(255))

@@ -14,7 +14,7 @@ TORCH_MODULES = ("torch", "torchvision", "timm", "pytorch_msssim")
 ENGINE_TORCH = ("engine.training", "engine.models", "engine.evaluation.evaluate", "engine.evaluation.predict",
                 "engine.evaluation.loading")
 # engine/ packages that make up the core: they never import the database or the layers above them
-CORE = ("models", "training", "evaluation", "intake", "annotation", "demo")
+CORE = ("models", "training", "evaluation", "intake", "annotation", "demo", "release")
 DB_USERS = ("jobs", "services", "cli")  # the only engine packages that import db
 
 

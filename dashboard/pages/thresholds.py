@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.widgets import threshold_state as S
+from dashboard.widgets.release_ui import release_ui
 from dashboard.widgets.run_picker import evaluated_run_ui
 from dashboard.widgets.threshold_view import (
     charts_ui,
@@ -52,3 +53,6 @@ save_ui(run.id, data.evaluation_id)
 
 st.subheader("History")
 history_ui(run.id)
+
+st.subheader("Release to the line")
+release_ui(run.id, has_threshold=active is not None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -257,3 +258,24 @@ def pixel_curves(load_pairs: Callable[[], Iterable[tuple[np.ndarray, np.ndarray 
                    "thresholds": thr[::step].tolist()},
             "pixel_f1_max": res.f1_max, "pixel_f1_threshold": res.f1_threshold,
             "n_images": res.n_images, "n_regions": res.n_regions}
+
+
+DRIFT_SHARE = 0.5  # a line median moved by more than this share of the OK spread is a warning
+
+
+def score_drift(reference: np.ndarray, current: np.ndarray, share: float = DRIFT_SHARE) -> dict[str, Any] | None:
+    """Has the line's score distribution moved away from the evaluation's OK scores?
+
+    Spread = the reference's 5th..95th percentile range; drift when the median of `current` is
+    more than `share` of it away from the reference median (None without enough scores). Medians,
+    so the few NOK parts on a line do not move it.
+    """
+    reference, current = np.asarray(reference, np.float64), np.asarray(current, np.float64)
+    if reference.size < 2 or current.size == 0:
+        return None
+    lo, hi = np.percentile(reference, [5.0, 95.0])
+    spread = float(max(hi - lo, 1e-12))
+    shift = float(np.median(current) - np.median(reference))
+    return {"reference_median": float(np.median(reference)), "current_median": float(np.median(current)),
+            "spread": spread, "shift_of_spread": shift / spread, "share": share, "drift": abs(shift) > share * spread,
+            "n_reference": int(reference.size), "n_current": int(current.size)}

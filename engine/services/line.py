@@ -1,0 +1,176 @@
+"""The line's results brought back: `prefilter-qa import-line`, the Line page, the Review queue.
+
+A results file (JSONL, one verdict per line, written by `prefilter-qa-line`) is stored row by row
+against the run its bundle was released from; a row seen before is not stored twice. The images
+judged REVIEW or NOK are copied into the workspace (the line PC may clean its folder) and
+registered, unlabelled, in the run's dataset, so a reviewer can decide what they are and the next
+training can learn from them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import datasets as dq
+from db import releases as relq
+from db import runs as rq
+from db.models import LineResult
+from engine.errors import InputFileError, UserError
+from engine.evaluation.decisions import score_drift
+from engine.intake.images import probe_image, sha256_file
+from engine.intake.importer import ImportPlan, ScannedImage
+from engine.services.datasets import register_plan
+from engine.workspace import Workspace
+
+QUEUED = ("REVIEW", "NOK")  # verdicts whose images come back for review
+VERDICTS = ("OK", "REVIEW", "NOK", "ERROR")
+
+
+@dataclass
+class LineImport:
+    run_id: int
+    stored: int = 0
+    already: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"line": n, "reason": ...}
+    queued: int = 0  # REVIEW / NOK images registered for review
+    missing_images: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "stored": self.stored, "already_stored": self.already,
+                "queued_for_review": self.queued, "missing_images": self.missing_images, "skipped": self.skipped}
+
+
+def _parse(text: str, where: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Well-formed result rows of a JSONL text, and why the others were left out."""
+    rows, skipped = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            at = datetime.fromisoformat(str(row["at"]).replace("Z", "+00:00"))
+            if row["verdict"] not in VERDICTS or not isinstance(row["path"], str) or not row.get("bundle_sha"):
+                raise ValueError("not a line result")
+            score = None if row.get("score") is None else float(row["score"])
+        except (ValueError, KeyError, TypeError) as exc:
+            skipped.append({"line": str(n), "reason": f"{where}:{n}: not a line result ({exc})"})
+            continue
+        rows.append({"bundle_sha256": str(row["bundle_sha"]), "threshold_id": row.get("threshold_id"),
+                     "path": row["path"], "verdict": row["verdict"], "score": score, "error": row.get("error"),
+                     "ms": row.get("ms"), "scored_at": at if at.tzinfo else at.replace(tzinfo=timezone.utc)})
+    return rows, skipped
+
+
+def _find(path: str, images_dir: Path | None) -> Path | None:
+    """The judged image: where the line saw it, else by name in `images_dir`."""
+    for p in (Path(path), images_dir / Path(path).name if images_dir else None):
+        if p is not None and p.is_file():
+            return p
+    return None
+
+
+def _bring_in(ws: Workspace, session: Session, dataset: str, run_id: int, found: dict[str, Path]) -> dict[str, int]:
+    """Copy the images into the workspace and register them unlabelled; path on the line -> image id."""
+    folder = ws.uploads_dir / "line" / f"run-{run_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    scanned, by_sha = [], {}
+    for line_path, src in found.items():
+        sha = sha256_file(src)
+        dest = folder / f"{sha[:12]}-{src.name}"
+        if not dest.exists():
+            shutil.copyfile(src, dest)
+        try:
+            info = probe_image(dest)
+        except InputFileError:
+            continue
+        by_sha.setdefault(sha, []).append(line_path)
+        scanned.append(ScannedImage(path=dest.resolve(), rel_path=f"line/run-{run_id}/{dest.name}", split=None,
+                                    label="unknown", defect_type=None, info=info))
+    unique = list({s.info.sha256: s for s in scanned}.values())
+    if unique:
+        register_plan(session, ws.masks_dir, ImportPlan(root=folder, layout="flat", images=unique, skipped=[]),
+                      dataset)
+    ds = dq.get_dataset(session, dataset)
+    ids: dict[str, int] = {}
+    for sha, paths in by_sha.items():
+        img = dq.image_by_sha(session, ds.id, sha)
+        if img is not None:
+            if img.source == "import" and str(folder) in img.path:
+                img.source = "line"
+            ids.update({p: img.id for p in paths})
+    return ids
+
+
+def import_line_results(ws: Workspace, sessions: sessionmaker[Session], run_id: int, text: str, *,
+                        where: str = "results", images_dir: Path | None = None,
+                        imported_by: str = "system") -> LineImport:
+    """Store a results file's rows for `run_id`; rows of a bundle released from another run are refused."""
+    rows, skipped = _parse(text, where)
+    report = LineImport(run_id=run_id, skipped=skipped)
+    with sessions.begin() as s:
+        run = rq.get_run(s, run_id)
+        dataset = dq.get_dataset(s, run.dataset_id).name
+        releases: dict[str, Any] = {}
+        for sha in {r["bundle_sha256"] for r in rows}:
+            rel = relq.release_by_sha(s, sha)
+            releases[sha] = rel if rel is not None and rel.run_id == run_id else None
+    good = []
+    for r in rows:
+        if releases[r["bundle_sha256"]] is None:
+            report.skipped.append({"line": "", "reason": f"{r['path']}: bundle {r['bundle_sha256'][:12]} is not a "
+                                                         f"release of run {run_id}"})
+            continue
+        r["release_id"] = releases[r["bundle_sha256"]].id
+        good.append(r)
+    found = {}
+    for r in good:
+        if r["verdict"] in QUEUED:
+            src = _find(r["path"], images_dir)
+            if src is None:
+                report.missing_images.append(r["path"])
+            else:
+                found[r["path"]] = src
+    with sessions.begin() as s:
+        ids = _bring_in(ws, s, dataset, run_id, found) if found else {}
+        for r in good:
+            r["image_id"] = ids.get(r["path"])
+        report.stored = relq.add_line_results(s, run_id, good, imported_by=imported_by)
+        report.already = len(good) - report.stored
+        report.queued = len(set(ids.values()))
+    if not good and rows:
+        raise UserError(f"{where}: none of its results belongs to a release of run {run_id}")
+    if not rows and not skipped:
+        raise UserError(f"{where}: no line results in it (an empty file?)")
+    return report
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    counts: dict[str, dict[str, int]]  # day (YYYY-MM-DD) -> verdict -> count
+    scores: np.ndarray  # scores of judged parts
+    reference: np.ndarray  # the evaluation's OK scores (held-out OK + OK test images)
+    drift: dict[str, Any] | None  # engine.evaluation.decisions.score_drift
+
+
+def line_summary(session: Session, run_id: int) -> LineSummary:
+    rows: list[LineResult] = relq.line_results(session, run_id)
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        day = counts.setdefault(f"{r.scored_at:%Y-%m-%d}", dict.fromkeys(VERDICTS, 0))
+        day[r.verdict] += 1
+    scores = np.array([r.score for r in rows if r.score is not None], dtype=np.float64)
+    ev = rq.latest_evaluation(session, run_id)
+    ref: list[float] = []
+    if ev is not None:
+        ref = list((ev.metrics or {}).get("holdout_scores") or [])
+        ref += [x.score for x in rq.evaluation_scores(session, ev.id) if x.label == "ok"]
+    reference = np.array(ref, dtype=np.float64)
+    return LineSummary(counts, scores, reference, score_drift(reference, scores) if scores.size else None)
