@@ -24,3 +24,4 @@ PAGES = {
 user_ui()
 keep_worker_running()
 st.navigation(PAGES).run()
+        st.Page("dashboard/pages/line.py", title="Line", icon=":material/precision_manufacturing:"),

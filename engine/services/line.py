@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from engine.errors import InputFileError, UserError
 from engine.evaluation.decisions import score_drift
 from engine.intake.images import probe_image, sha256_file
 from engine.intake.importer import ImportPlan, ScannedImage
+from engine.intake.uploads import extract_zip, save_uploaded_files
 from engine.services.datasets import register_plan
 from engine.workspace import Workspace
 
@@ -150,6 +152,24 @@ def import_line_results(ws: Workspace, sessions: sessionmaker[Session], run_id: 
     if not rows and not skipped:
         raise UserError(f"{where}: no line results in it (an empty file?)")
     return report
+
+
+def save_line_images(ws: Workspace, files: list[tuple[str, bytes]]) -> Path | None:
+    """Images (or zips of them) uploaded with a results file, saved flat into a fresh folder of the
+    workspace where `import_line_results` finds them by name; None without files."""
+    if not files:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="line-images-", dir=ws.uploads_dir))
+    loose = [(n, d) for n, d in files if not n.lower().endswith(".zip")]
+    if loose:
+        save_uploaded_files(loose, folder)
+    for name, data in files:
+        if name.lower().endswith(".zip"):
+            extract_zip(data, folder / Path(name).stem, name=name)
+    for p in list(folder.rglob("*")):  # matched by name: flatten sub-folders
+        if p.is_file() and p.parent != folder and not (folder / p.name).exists():
+            p.rename(folder / p.name)
+    return folder
 
 
 @dataclass(frozen=True)
