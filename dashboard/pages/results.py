@@ -10,6 +10,7 @@ from dashboard.widgets.results_compare import compare_ui
 from dashboard.widgets.results_data import ActiveThreshold
 from dashboard.widgets.results_gallery import filtered, filters_ui, gallery_section_ui, outcome_array
 from dashboard.widgets.results_metrics import curves_ui, distribution_ui, metrics_table_ui, per_defect_ui
+from dashboard.widgets.results_report import report_downloads_ui
 from dashboard.widgets.run_picker import compare_picker_ui, evaluated_run_ui, evaluation_picker_ui
 from db import decisions as tq
 from db import masks as mq
@@ -27,6 +28,7 @@ with sessions().begin() as s:
     thr = ActiveThreshold.of(tq.active_threshold(s, run.id))
 st.markdown(f"**Active threshold** — {thr.describe()}" if thr else "**No threshold set yet.**")
 st.page_link("dashboard/pages/thresholds.py", label="Change it on the Thresholds page", icon=":material/tune:")
+report_downloads_ui(run.id, data.evaluation_id)
 
 tab_names = ["Metrics & curves", "Images"] + (["Compare runs"] if other else [])
 tabs = st.tabs(tab_names)

@@ -98,14 +98,16 @@ def histogram_figure(ok_counts: np.ndarray, nok_counts: np.ndarray, edges: np.nd
     the threshold as a line and the review band shaded."""
     centers = (edges[:-1] + edges[1:]) / 2.0
     width = float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
+    # the outer bars hold every score beyond them (engine.evaluation.decisions.score_bins)
+    spans = [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+    if spans:
+        spans[0], spans[-1] = f"up to {edges[1]:.4g}", f"{edges[-2]:.4g} and above"
     fig = go.Figure()
     for name, counts, color in (("OK", ok_counts, OK_COLOR), ("NOK", nok_counts, NOK_COLOR)):
         fig.add_trace(go.Bar(
             x=centers, y=counts, width=width, name=f"{name} ({int(np.sum(counts))})",
-            marker=dict(color=color, line=dict(width=0)), opacity=0.65,
-            customdata=np.c_[edges[:-1], edges[1:]],
-            hovertemplate=f"{name}: %{{y}} images<br>scores %{{customdata[0]:.4g}} – "
-                          "%{customdata[1]:.4g}<extra></extra>",
+            marker=dict(color=color, line=dict(width=0)), opacity=0.65, customdata=spans,
+            hovertemplate=f"{name}: %{{y}} images<br>scores %{{customdata}}<extra></extra>",
         ))
     if band is not None:
         fig.add_vrect(x0=band[0], x1=band[1], fillcolor=REVIEW_COLOR, opacity=0.18, line_width=0,

@@ -78,21 +78,45 @@ def heat_thumbnail(data: EvalData, i: int, size: int = 160, alpha: float = 0.45)
     return out
 
 
+SCORE_MAP = "Score map"  # the panel of the map the score came from, when it is not the heatmap
+
+
+def _ringed(img: np.ndarray, amap: np.ndarray, margin: int) -> np.ndarray:
+    """`img` (display grid) with a ring where `amap` (input size) has the maximum the score saw."""
+    r, c, _ = viz.score_peak(amap, margin)
+    return viz.mark_peak(img, (r + 0.5) * img.shape[0] / amap.shape[0], (c + 0.5) * img.shape[1] / amap.shape[1])
+
+
 def detail_images(data: EvalData, i: int, *, alpha: float, mask_path: str | None,
                   pixel_threshold: float | None) -> dict[str, np.ndarray | str]:
-    """Panels of the detail view: an array to show, or a string saying why there is none."""
+    """Panels of the detail view: an array to show, or a string saying why there is none.
+
+    The score is the peak of one map: the heatmap, or (DFR's default: heatmap = mean of the
+    stages, score = the most unusual stage) a separate score map shown beside it. That map
+    carries a ring at its maximum, so a rejected part with a calm heatmap still shows why."""
     img, err = _display_image(data.paths[i], data.sha256[i])
     if img is None:
         return {"Original": err or "unreadable"}
     hw = img.shape[:2]
     out: dict[str, np.ndarray | str] = {"Original": img}
     amap = load_map(data.heatmaps[i]) if data.heatmaps[i] else None
+    smap_path = data.score_maps[i] if i < len(data.score_maps) else None
+    smap = load_map(smap_path) if smap_path else None
     if amap is None:
         out["Heatmap"] = "no heatmap file for this image"
     else:
         big = viz.to_original_grid(amap, hw)  # (H, W) on the (display) original grid
         vmin, vmax = data.map_range
         out["Heatmap"] = viz.overlay(img, big, vmin, vmax, alpha)
+        if smap_path is None:  # the heatmap is the score's map: ring its peak there
+            out["Heatmap"] = _ringed(out["Heatmap"], amap, data.border_margin)
+    if smap_path is not None:
+        if smap is None:
+            out[SCORE_MAP] = "no score map file for this image"
+        else:
+            vmin, vmax = data.score_map_range or (float(np.percentile(smap, 1)), float(np.percentile(smap, 99.9)))
+            ov = viz.overlay(img, viz.to_original_grid(smap, hw), vmin, vmax, alpha)
+            out[SCORE_MAP] = _ringed(ov, smap, data.border_margin)
     gt = _display_mask(mask_path, hw) if mask_path else None
     out["Ground truth"] = viz.mask_overlay(img, gt, GT_COLOR) if gt is not None else (
         "no mask" if not data.y_nok[i] else "NOK image without a mask")
@@ -131,7 +155,11 @@ def detail_ui(data: EvalData, i: int, *, mask_path: str | None, pixel_threshold:
                               "Defaults to the run's active pixel threshold.")
     panels = detail_images(data, i, alpha=alpha, mask_path=mask_path, pixel_threshold=px)
     vmin, vmax = data.map_range
+    srng = data.score_map_range
     show_panels(panels, {
-        "Heatmap": f"colour scale {vmin:.3g} (dark blue) – {vmax:.3g} (red), same for all images",
+        "Heatmap": f"colour scale {vmin:.3g} (dark blue) – {vmax:.3g} (red), same for all images"
+                   + ("" if SCORE_MAP in panels else "; ring: the peak that gave the score"),
+        SCORE_MAP: "the map the image score was taken from (see the score rule above); ring: its maximum, "
+                   f"the score {data.scores[i]:.4g}" + (f" (scale {srng[0]:.3g} – {srng[1]:.3g})" if srng else ""),
         "Ground truth": "red: annotated defect", "Predicted mask": "cyan: pixels ≥ pixel threshold",
     })

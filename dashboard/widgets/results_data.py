@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard.state import sessions, workspace
 from db import runs as rq
 from db.models import JobStatus
+from engine.evaluation.heatmaps import score_map_rel
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class EvalData:
     sha256: tuple[str, ...]
     sizes_hw: np.ndarray  # (N, 2) original (H, W)
     index_of: dict[int, int] = field(default_factory=dict)  # image id -> i
+    score_maps: tuple[str | None, ...] = ()  # absolute .npy paths of the score's own map (DFR default)
+    border_margin: int = 0  # pixels along the border the score ignores (where its peak can't be)
 
     @property
     def n(self) -> int:
@@ -50,6 +53,12 @@ class EvalData:
         if lo is None or hi is None:
             return 0.0, 1.0
         return float(lo), float(hi)
+
+    @property
+    def score_map_range(self) -> tuple[float, float] | None:
+        """Colour range of the score maps (their values are larger than the heatmap's)."""
+        r = self.metrics.get("score_map_range") or {}
+        return (float(r["vmin"]), float(r["vmax"])) if r.get("vmin") is not None else None
 
     def holdout_scores(self) -> np.ndarray | None:
         """OK scores of the held-out training images, if the evaluation stored them."""
@@ -65,6 +74,8 @@ def _load(home: str, evaluation_id: int) -> EvalData | None:
             return None
         rows = rq.evaluation_images(s, evaluation_id)
         root = Path(ev.directory or "")
+        config = rq.get_run(s, ev.run_id).config or {}
+        has_score_maps = bool((ev.metrics or {}).get("score_maps"))
         return EvalData(
             evaluation_id=ev.id, run_id=ev.run_id, dataset_id=ev.dataset_id, metrics=dict(ev.metrics),
             image_ids=np.array([sc.image_id for sc, _ in rows], dtype=np.int64),
@@ -77,6 +88,9 @@ def _load(home: str, evaluation_id: int) -> EvalData | None:
             sha256=tuple(img.sha256 for _, img in rows),
             sizes_hw=np.array([(img.height, img.width) for _, img in rows], dtype=np.int64).reshape(-1, 2),
             index_of={sc.image_id: i for i, (sc, _) in enumerate(rows)},
+            score_maps=tuple(str(root / score_map_rel(sc.heatmap)) if sc.heatmap and has_score_maps else None
+                             for sc, _ in rows),
+            border_margin=int(config.get("border_margin") or 0),
         )
 
 

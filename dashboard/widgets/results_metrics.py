@@ -171,13 +171,15 @@ def curves_ui(data: EvalData, thr: ActiveThreshold | None, key: str) -> None:
 
 def distribution_ui(data: EvalData, thr: ActiveThreshold | None, key: str) -> None:
     """Score histogram OK vs NOK with the active threshold and band; confusion next to it."""
-    edges = D.histogram_edges(data.scores, D.n_bins(data.n))
+    edges = D.score_bins(data.scores, data.y_nok, data.holdout_scores(), thr.image if thr else None)
     ok, nok = D.histogram_counts(data.y_nok, data.scores, edges)
     c1, c2 = st.columns([3, 2])
     with c1:
         fig = charts.histogram_figure(ok, nok, edges, threshold=thr.image if thr else None,
                                       band=thr.band if thr else None)
         st.plotly_chart(fig, key=f"{key}_hist")
+        st.caption("Bar width: a tenth of the OK scores' spread, so the overlap near the threshold shows; "
+                   "the outer bars hold every score beyond them.")
     with c2:
         if thr is None:
             st.info("No threshold set for this run yet.")

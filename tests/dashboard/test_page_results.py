@@ -62,6 +62,7 @@ def test_gallery_filters_fp_fn_and_detail(trained_copy: Copy) -> None:
         assert f"image id {first}" in texts(at)
         assert "Image score: mean of the" in " ".join(c.value for c in at.caption)  # how the score is made
         assert {"**Original**", "**Heatmap**", "**Ground truth**", "**Predicted mask**"} <= {m.value for m in at.markdown}
+        assert "**Score map**" not in {m.value for m in at.markdown}  # the AE's score comes from its heatmap
         assert _images(at) >= len(badges) + 3  # tiles + original, heatmap, predicted mask
     # choosing another tile opens it
     other = int(sc.image_ids[np.flatnonzero(out == "FN")[-1]])
@@ -72,6 +73,10 @@ def test_gallery_filters_fp_fn_and_detail(trained_copy: Copy) -> None:
 
 def test_defect_type_filter_and_opacity(trained_copy: Copy) -> None:
     at = open_page("results", session={SELECTED_RUN: trained_copy.dfr_run})
+    # DFR's default scores the most unusual stage: the map that gave the score is shown beside the heatmap
+    assert {"**Heatmap**", "**Score map**"} <= {m.value for m in at.markdown}
+    assert any("the map the image score was taken from" in c.value for c in at.caption)
+    assert [b.proto.label for b in at.get("download_button")] == ["CSV report", "PDF report"]
     types = at.selectbox(key="results_gallery_defect").options
     assert len(types) > 1
     at.selectbox(key="results_gallery_defect").set_value(types[1]).run()
