@@ -26,7 +26,7 @@ _, run, data = evaluated_run_ui(key="thresholds", empty="No evaluated run yet: a
                                                          "test-image scores.")
 
 active = S.load_active(run.id)
-S.put(run.id, "slider_range", slider_range(data))
+S.put(run.id, "slider_range", slider_range(data, active.image if active else None))
 fallback = float(data.metrics.get("f1_threshold") or data.scores.mean())
 S.init(run.id, active, fallback)
 S.ensure_widgets(run.id)

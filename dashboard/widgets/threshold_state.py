@@ -56,7 +56,9 @@ def init(run_id: int, active: ActiveThreshold | None, fallback: float, *, force:
 
 
 def push(run_id: int) -> None:
-    """Copy the canonical values into the widgets' keys (callbacks only)."""
+    """Copy the canonical values into the widgets' keys (callbacks only). The message of the
+    last save goes: it spoke of values that are being changed now."""
+    put(run_id, "flash", None)
     v = float(get(run_id, "value"))
     put(run_id, "w_num", v)
     lo, hi = get(run_id, "slider_range", (v, v))
@@ -149,6 +151,13 @@ def on_band_toggle(run_id: int, default: tuple[float, float]) -> None:
 def on_band_edit(run_id: int) -> None:
     put(run_id, "band", (float(st.session_state[k(run_id, "w_lo")]),
                          float(st.session_state[k(run_id, "w_hi")])))
+    put(run_id, "flash", None)
+
+
+def on_band_set(run_id: int, band: tuple[float, float]) -> None:
+    put(run_id, "band_on", True)
+    put(run_id, "band", (float(band[0]), float(band[1])))
+    push(run_id)
 
 
 def band(run_id: int) -> tuple[float, float] | None:
@@ -156,8 +165,16 @@ def band(run_id: int) -> tuple[float, float] | None:
 
 
 def on_save(run_id: int, evaluation_id: int) -> None:
-    """Store the edited threshold; a save by someone else since loading is a conflict."""
+    """Store the edited threshold; a save by someone else since loading is a conflict. Values
+    equal to the active threshold are not saved again (a duplicate entry in the history)."""
     note = (st.session_state.get(k(run_id, "w_note")) or "").strip()
+    active = load_active(run_id)
+    if active is not None and active.id == get(run_id, "base") and unchanged(run_id, active):
+        put(run_id, "flash", None)
+        put(run_id, "unchanged", f"Nothing changed: threshold #{active.id} already has these values, so "
+                                 "nothing was saved. Change a value first (a note alone is not a new threshold).")
+        return
+    put(run_id, "unchanged", None)
     try:
         with sessions().begin() as s:
             row = tq.save_threshold(
@@ -174,6 +191,16 @@ def on_save(run_id: int, evaluation_id: int) -> None:
     put(run_id, "flash", f"Saved threshold {saved.image:.4g} (#{saved.id}) as {saved.set_by} — "
                          "it is now the active threshold `prefilter-qa predict` uses.")
     put(run_id, "w_note", "")
+
+
+def unchanged(run_id: int, active: ActiveThreshold) -> bool:
+    """The edited values are the active threshold's (image, pixel and review band)."""
+    band_now = band(run_id)
+    same_band = (band_now is None and active.band is None) or (
+        band_now is not None and active.band is not None and all(abs(a - b) <= 1e-12 for a, b in zip(band_now, active.band)))
+    px, apx = get(run_id, "px"), active.pixel
+    same_px = (px is None and apx is None) or (px is not None and apx is not None and abs(px - apx) <= 1e-12)
+    return abs(float(get(run_id, "value")) - float(active.image)) <= 1e-12 and same_px and same_band
 
 
 def on_reload(run_id: int, fallback: float) -> None:

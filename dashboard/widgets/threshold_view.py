@@ -18,10 +18,13 @@ from engine.evaluation import decisions as D
 from engine.evaluation.metrics import roc_points
 
 
-def slider_range(data: EvalData) -> tuple[float, float]:
-    lo, hi = float(data.scores.min()), float(data.scores.max())
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    return lo - pad, hi + pad
+def slider_range(data: EvalData, active: float | None = None) -> tuple[float, float]:
+    """The scores that matter: the OK spread around the threshold and the suggestions, not a far
+    NOK tail (which squeezed the useful range into a few pixels); the number input takes any value."""
+    m = data.metrics
+    marks = [active, m.get("f1_threshold"), m.get("ok_only_threshold"),
+             float(data.scores[data.y_nok].min()) if data.y_nok.any() else None]
+    return D.slider_span(data.y_nok, data.scores, data.holdout_scores(), marks)
 
 
 def inputs_ui(run_id: int, data: EvalData) -> None:
@@ -33,15 +36,20 @@ def inputs_ui(run_id: int, data: EvalData) -> None:
     c2.number_input("Exact value", key=S.k(run_id, "w_num"), on_change=S.on_number, args=(run_id,),
                     format="%.6g", step=(hi - lo) / 100)
     value = float(S.get(run_id, "value"))
-    b1, b2, b3 = st.columns([1.1, 1, 1], vertical_alignment="bottom")
+    suggested = D.suggest_band(value, data.y_nok, data.scores, data.holdout_scores())
+    b1, b2, b3, b4 = st.columns([1.1, 1, 1, 0.9], vertical_alignment="bottom")
     b1.toggle("Review band", key=S.k(run_id, "w_band_on"), on_change=S.on_band_toggle,
-              args=(run_id, D.default_band(value, data.scores)),
+              args=(run_id, (suggested.low, suggested.high)),
               help="OK below the band, REVIEW inside it (a person decides), NOK at or above its upper end.")
     if S.get(run_id, "band_on"):
         b2.number_input("REVIEW from", key=S.k(run_id, "w_lo"), on_change=S.on_band_edit, args=(run_id,),
                         format="%.6g", step=(hi - lo) / 100)
         b3.number_input("NOK from", key=S.k(run_id, "w_hi"), on_change=S.on_band_edit, args=(run_id,),
                         format="%.6g", step=(hi - lo) / 100)
+        b4.button("Suggested band", key=S.k(run_id, "band_suggest"), on_click=S.on_band_set,
+                  args=(run_id, (suggested.low, suggested.high)), width="stretch",
+                  help="REVIEW from / NOK from as the sentence below says, for the edited threshold.")
+        st.caption(f"Suggested band {suggested.low:.4g} – {suggested.high:.4g}. {suggested.why}")
         err = D.band_error(value, S.band(run_id))
         if err:
             st.error(f"Review band: {err}. Adjust it to save.", icon=":material/error:")
@@ -180,6 +188,9 @@ def save_ui(run_id: int, evaluation_id: int) -> None:
     flash = S.get(run_id, "flash")
     if flash:
         st.success(flash, icon=":material/check_circle:")
+    if nothing := S.get(run_id, "unchanged"):
+        st.warning(nothing, icon=":material/info:")
+        S.put(run_id, "unchanged", None)
 
 
 def history_ui(run_id: int) -> None:
@@ -201,7 +212,9 @@ def history_ui(run_id: int) -> None:
         "pixel": st.column_config.NumberColumn(format="%.4g")})
     by_id = {r.id: r for r in rows}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    active_id = rows[0].id  # the latest saved threshold is the active one
     pick = c1.selectbox("Load an earlier threshold into the editor", list(by_id), key=S.k(run_id, "w_hist"),
-                        format_func=lambda i: f"#{i} · {by_id[i].image:.6g} · {by_id[i].set_by} · {by_id[i].at}")
+                        index=0, format_func=lambda i: f"#{i} · {by_id[i].image:.6g} · {by_id[i].set_by} · "
+                                                       f"{by_id[i].at}" + (" · active" if i == active_id else ""))
     c2.button("Load", key=S.k(run_id, "restore"), on_click=S.on_restore, args=(run_id, by_id[pick]),
               width="stretch")

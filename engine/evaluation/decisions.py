@@ -170,12 +170,54 @@ def operating_point(y_nok: np.ndarray, scores: np.ndarray, threshold: float
     return float(np.mean(s[~y] >= threshold)), float(np.mean(s[y] >= threshold))
 
 
-def default_band(threshold: float, scores: np.ndarray, share: float = 0.1) -> tuple[float, float]:
-    """A starting review band around the threshold: +/- `share` of the score span."""
+BAND_OK_QUANTILE = 0.95  # REVIEW from: about 5 % of good parts reach it
+BAND_NOK_QUANTILE = 0.10  # NOK from: about 90 % of the known defects are at or above it
+
+
+@dataclass(frozen=True)
+class BandSuggestion:
+    """A starting review band and the sentence that says which number decides what."""
+
+    low: float
+    high: float
+    why: str
+
+
+def suggest_band(threshold: float, y_nok: np.ndarray, scores: np.ndarray,
+                 ok_reference: np.ndarray | None = None) -> BandSuggestion:
+    """A review band from the OK and NOK scores, around the threshold.
+
+    REVIEW from the 95th percentile of the OK reference scores (the held-out OK training images,
+    else the OK test images): parts below it look like good parts. NOK from the 10th percentile
+    of the NOK test scores: most known defects are at or above it. Each end is moved to the
+    threshold if it would leave it outside the band. (A band of +/- a share of the whole score
+    range sent every OK part to review when NOK scores reach far.)"""
+    y = np.asarray(y_nok, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
-    span = float(s.max() - s.min()) if s.size else 1.0
-    d = share * (span if span > 0 else 1.0)
-    return float(threshold - d), float(threshold + d)
+    t = float(threshold)
+    hold = ok_reference is not None and np.size(ok_reference) > 0
+    ok = np.asarray(ok_reference, np.float64) if hold else s[~y]
+    src = f"{ok.size} held-out OK" if hold else f"{ok.size} OK test"
+    lo = float(np.quantile(ok, BAND_OK_QUANTILE)) if ok.size else t
+    hi = float(np.quantile(s[y], BAND_NOK_QUANTILE)) if y.any() else t
+    lo, hi = min(lo, t), max(hi, t)
+    why = (f"REVIEW from {lo:.4g}: the {BAND_OK_QUANTILE:.0%} point of the {src} scores (about "
+           f"{1 - BAND_OK_QUANTILE:.0%} of good parts reach it); NOK from {hi:.4g}: the "
+           f"{BAND_NOK_QUANTILE:.0%} point of the {int(y.sum())} NOK test scores (about "
+           f"{1 - BAND_NOK_QUANTILE:.0%} of known defects are at or above it); either end moves to the "
+           "threshold if it would leave it outside the band.")
+    return BandSuggestion(lo, hi, why)
+
+
+def slider_span(y_nok: np.ndarray, scores: np.ndarray, ok_reference: np.ndarray | None,
+                marks: Sequence[float | None] = ()) -> tuple[float, float]:
+    """Range of the threshold slider: the scores that matter (the histogram's bars, see
+    `score_bins`) and the given marks (active threshold, suggestions), not a far NOK tail."""
+    edges = score_bins(scores, y_nok, ok_reference)
+    vals = [float(edges[0]), float(edges[-1])] + [float(m) for m in marks if m is not None and np.isfinite(m)]
+    lo, hi = min(vals), max(vals)
+    pad = 0.03 * (hi - lo if hi > lo else 1.0)
+    return lo - pad, hi + pad
 
 
 def band_error(threshold: float, band: tuple[float, float] | None) -> str | None:

@@ -172,3 +172,37 @@ def test_pixel_suggestion_and_history_restore(trained_copy: Copy) -> None:
     at.button(key=_k(run, "restore")).click().run()
     assert_ok(at)
     assert at.number_input(key=_k(run, "w_num")).value == pytest.approx(old.image_threshold)
+
+
+def test_band_default_comes_from_ok_and_nok_scores_and_says_so(trained_copy: Copy) -> None:
+    from engine.evaluation import decisions as D
+
+    run = trained_copy.dfr_run
+    sc = scores_of(run)
+    at = _open(run)
+    value = float(at.number_input(key=_k(run, "w_num")).value)
+    at.toggle(key=_k(run, "w_band_on")).set_value(True).run()
+    assert_ok(at)
+    hold = np.asarray(sc.metrics.get("holdout_scores") or [], np.float64)
+    expected = D.suggest_band(value, sc.y_nok, sc.scores, hold if hold.size else None)
+    assert at.number_input(key=_k(run, "w_lo")).value == pytest.approx(expected.low)
+    assert at.number_input(key=_k(run, "w_hi")).value == pytest.approx(expected.high)
+    assert any("REVIEW from" in c.value and "NOK from" in c.value and "held-out OK" in c.value for c in at.caption)
+    lo, hi = at.slider(key=_k(run, "w_slider")).min, at.slider(key=_k(run, "w_slider")).max
+    assert lo <= value <= hi
+
+
+def test_saving_the_active_values_again_warns_instead_of_a_duplicate(trained_copy: Copy) -> None:
+    run = trained_copy.dfr_run
+    before = _rows(run)
+    at = _open(run)
+    at.text_input(key=_k(run, "w_note")).set_value("just a note").run()
+    at.button(key=_k(run, "save")).click().run()
+    assert_ok(at)
+    assert len(_rows(run)) == len(before)
+    assert any("Nothing changed" in w.value for w in at.warning)
+    at.number_input(key=_k(run, "w_num")).set_value(float(before[0].image_threshold) + 0.01).run()
+    at.button(key=_k(run, "save")).click().run()
+    assert len(_rows(run)) == len(before) + 1 and any("Saved threshold" in s.value for s in at.success)
+    at.number_input(key=_k(run, "w_num")).set_value(float(before[0].image_threshold) + 0.02).run()
+    assert not any("Saved threshold" in s.value for s in at.success)  # the old message goes with the edit

@@ -65,8 +65,33 @@ def test_band_error_and_default_band() -> None:
     assert D.band_error(0.4, None) is None and D.band_error(0.4, (0.3, 0.5)) is None
     assert "contain" in D.band_error(0.6, (0.3, 0.5))
     assert "above" in D.band_error(0.4, (0.5, 0.3))
-    lo, hi = D.default_band(0.4, S)
-    assert lo < 0.4 < hi
+
+def test_suggested_band_comes_from_ok_and_nok_scores_not_the_score_range() -> None:
+    rng = np.random.default_rng(0)
+    ok = rng.normal(0, 1, 40)
+    nok = np.r_[rng.normal(2.5, 1, 10), rng.uniform(20, 170, 30)]  # a far NOK tail
+    y, s = np.r_[np.zeros(40, bool), np.ones(40, bool)], np.r_[ok, nok]
+    hold = rng.normal(0, 1, 15)
+    b = D.suggest_band(1.5, y, s, hold)
+    assert b.low == pytest.approx(min(np.quantile(hold, 0.95), 1.5))
+    assert b.high == pytest.approx(max(np.quantile(nok, 0.10), 1.5))
+    assert b.low <= 1.5 <= b.high and D.band_error(1.5, (b.low, b.high)) is None
+    review_ok = np.mean((ok >= b.low) & (ok < b.high))
+    assert review_ok < 0.25  # the old +/- 10 % of the range sent every OK part to review
+    assert "held-out OK" in b.why and "NOK test" in b.why
+    lo, hi = D.slider_span(y, s, hold, marks=[1.5])
+    assert lo <= s[~y].min() and 1.5 < hi < 20  # the far tail is not on the slider
+
+
+def test_score_bins_show_the_ok_nok_overlap() -> None:
+    rng = np.random.default_rng(1)
+    ok, nok = rng.normal(0, 1, 40), np.r_[rng.normal(2, 1, 10), rng.uniform(20, 170, 30)]
+    y, s = np.r_[np.zeros(40, bool), np.ones(40, bool)], np.r_[ok, nok]
+    edges = D.score_bins(s, y, None, threshold=1.0)
+    ok_c, nok_c = D.histogram_counts(y, s, edges)
+    assert int(np.count_nonzero(ok_c)) >= 5  # the OK parts spread over several bars
+    assert ok_c.sum() == 40 and nok_c.sum() == 40 and nok_c[-1] >= 30  # the tail in the last bar
+    assert 8 <= edges.size - 1 <= 60
 
 
 def test_per_defect_at() -> None:
