@@ -60,8 +60,9 @@ def _on_outcome(run_id: int, evaluation_id: int, image_id: int, outcome: str, or
 
 
 def actions_ui(data: EvalData, i: int, outcome: str, *, run_id: int, order: list[int], sel_key: str,
-               now: tuple[str, str | None] | None, mark: Mark | None) -> None:
-    """Outcome buttons for a false positive or false negative (other outcomes: nothing to do)."""
+               now: tuple[str, str | None] | None, mark: Mark | None, question: str | None = None) -> None:
+    """Outcome buttons of a false positive ("FP": is it really OK?) or a false negative ("FN": is it
+    really defective?); an image of the review band gets the set of its label. Others: nothing to do."""
     image_id = int(data.image_ids[i])
     label_now = f"{now[0].upper()}, split {now[1] or 'none'}" if now else "?"
     evaluated = "NOK" if data.y_nok[i] else "OK"
@@ -71,8 +72,8 @@ def actions_ui(data: EvalData, i: int, outcome: str, *, run_id: int, order: list
         st.caption("Only false positives and false negatives need a review outcome.")
         return
     args = (run_id, data.evaluation_id, image_id)
-    st.caption("The run rejected this OK part. Is it really OK?" if outcome == "FP" else
-               "The run passed this NOK part (an escape). Is it really defective?")
+    st.caption(question or ("The run rejected this OK part. Is it really OK?" if outcome == "FP" else
+                            "The run passed this NOK part (an escape). Is it really defective?"))
     c1, c2, c3 = st.columns([1, 1, 1.2], vertical_alignment="bottom")
     if outcome == "FP":
         c1.button("Confirmed OK", key=f"review_ok_{image_id}", type="primary", icon=":material/check:",

@@ -123,3 +123,38 @@ def test_retrain_with_corrections_queues_a_linked_run(flagged: tuple[int, np.nda
         assert int(fp[0]) not in child.snapshot["test"]
     assert f"Queued training job #{jobs[0].id}" in texts(at)
     assert f"Run **#{child.id}** retrained from this one" in texts(at)
+
+def test_images_in_the_review_band_are_their_own_queue(trained_copy: Copy) -> None:
+    run = trained_copy.ae_run
+    sc = scores_of(run)
+    mid = float(np.median(sc.scores))
+    band = (float(np.quantile(sc.scores, 0.2)), float(np.quantile(sc.scores, 0.8)))
+    set_threshold(run, mid, band=band)
+    out = D.outcomes(sc.y_nok, sc.scores, mid, band)
+    in_band = sc.image_ids[out == "REVIEW"]
+    assert in_band.size > 0
+    at = _open(run)
+    radio = at.radio(key="review_kind")
+    assert radio.options[-1].startswith(f"In the review band — a person decides ({in_band.size}, 0 reviewed)")
+    radio.set_value("REVIEW").run()
+    assert_ok(at)
+    assert len([m for m in at.markdown if "-badge[REVIEW · " in m.value]) == in_band.size
+    first = int(in_band[0])
+    assert "scored inside the review band" in " ".join(c.value for c in at.caption)
+    i = int(np.flatnonzero(sc.image_ids == first)[0])
+    button = f"review_cdef_{first}" if sc.y_nok[i] else f"review_ok_{first}"
+    at.button(key=button).click().run()
+    assert_ok(at)
+    assert _reviews(first)[0][0] == ("confirmed_defect" if sc.y_nok[i] else "confirmed_ok")
+    if not sc.y_nok[i]:
+        assert at.radio(key="review_kind").options[-1].startswith(
+            f"In the review band — a person decides ({in_band.size}, 1 reviewed)")
+
+
+def test_no_band_says_where_to_switch_it_on(trained_copy: Copy) -> None:
+    run = trained_copy.ae_run
+    set_threshold(run, float(np.median(scores_of(run).scores)))
+    at = _open(run)
+    at.radio(key="review_kind").set_value("REVIEW").run()
+    assert_ok(at)
+    assert any("switch it on on the Thresholds page" in i.value for i in at.info)
