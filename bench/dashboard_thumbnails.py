@@ -55,6 +55,7 @@ def _mask(args: tuple[str, int, int, int]) -> str:
 def build_workspace(home: Path, n: int, data: Path) -> None:
     """Register the generated images (no re-probe: sizes from headers) and NOK masks."""
     from db import datasets as dq
+    from db.auth import system_actor
     from db.models import Image
     from engine.services.masks import save_mask
     from engine.services.store import open_workspace
@@ -88,7 +89,8 @@ def build_workspace(home: Path, n: int, data: Path) -> None:
     with sessions.begin() as s:
         for (image_id, _, _, _), f in zip(nok, files):
             mask = cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127
-            save_mask(s, ws.masks_dir, image_id, mask, base_version=None, author="bench", source="imported")
+            save_mask(s, ws.masks_dir, image_id, mask, base_version=None, actor=system_actor("bench"),
+                      source="imported")
     shutil.rmtree(tmp)
     print(f"registered {n} images ({len(nok)} NOK with masks) in {time.perf_counter() - t:.0f} s")
 

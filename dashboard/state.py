@@ -8,11 +8,13 @@ import time
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.auth import Actor, Permission
 from engine.jobs.launch import ensure_worker
 from engine.services.store import open_workspace
 from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
 
-USER_KEY = "user"
+AUTH_TOKEN = "auth_token"  # the signed-in session's token (engine.services.accounts)
+ACTOR = "_signed_in_actor"  # the Actor the router resolved from the token on this run
 WORKER_CHECK_S = 30.0
 AUTOSTART_ENV = "PREFILTER_QA_AUTOSTART_WORKER"  # "0": never start a worker (tests run their own)
 
@@ -45,15 +47,31 @@ def sessions() -> sessionmaker[Session]:
     return _resources(*_env_key())[1]
 
 
+def actor() -> Actor:
+    """The signed-in user: every write passes it down, where its role is checked and it is recorded
+    as the author. A page reached without a signed-in session stops here."""
+    who = st.session_state.get(ACTOR)
+    if not isinstance(who, Actor):
+        st.warning("Sign in to use this page.", icon=":material/lock:")
+        st.stop()
+    return who
+
+
 def user() -> str:
-    """The name recorded on masks, thresholds and reviews (sidebar, remembered in the session)."""
-    return st.session_state.get(USER_KEY) or "anonymous"
+    """The signed-in user's name (shown as author of masks, thresholds and reviews)."""
+    return actor().name
 
 
-def user_ui() -> str:
-    name = st.sidebar.text_input("Your name", key=USER_KEY, placeholder="recorded on your edits",
-                                 help="Recorded as author of masks, thresholds and reviews.")
-    return name.strip() or "anonymous"
+def can(permission: Permission) -> bool:
+    """Whether the signed-in user's role allows `permission` (pages hide or disable what it does not)."""
+    who = st.session_state.get(ACTOR)
+    return isinstance(who, Actor) and who.can(permission)
+
+
+def role_note(permission: Permission, what: str) -> None:
+    """A caption saying why a control is missing or disabled for this role."""
+    if not can(permission):
+        st.caption(f":material/lock: Your role ({actor().role}) cannot {what}.")
 
 
 def keep_worker_running() -> None:

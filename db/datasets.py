@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from db import audit
+from db.auth import Actor, Permission, require
 from db.errors import NotFoundError
 from db.models import LABELS, SPLITS, Dataset, Image, Mask
 
@@ -147,11 +149,14 @@ def defect_types(session: Session, dataset_id: int) -> list[str]:
 
 
 def update_image(
-    session: Session, image_id: int, *, label: str | None = None, split: str | None = None,
+    session: Session, image_id: int, *, actor: Actor, label: str | None = None, split: str | None = None,
     defect_type: str | None = None, clear_defect_type: bool = False, tags: Sequence[str] | None = None,
 ) -> Image:
-    """Relabel an image. `split="none"` unassigns it; a label of "ok" drops the defect type."""
+    """Relabel an image (annotator or above). `split="none"` unassigns it; a label of "ok" drops
+    the defect type. A change is recorded in the audit trail with its before and after."""
+    require(actor, Permission.ANNOTATE, f"change the label or split of image {image_id}")
     img = get_image(session, image_id)
+    before = {"label": img.label, "split": img.split, "defect_type": img.defect_type, "tags": list(img.tags or [])}
     if label is not None:
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
@@ -168,6 +173,10 @@ def update_image(
         img.defect_type = None
     if tags is not None:
         img.tags = sorted(set(tags))
+    after = {"label": img.label, "split": img.split, "defect_type": img.defect_type, "tags": list(img.tags or [])}
+    changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if changed:
+        audit.record(session, actor, audit.IMAGE_CHANGED, f"image {image_id} ({img.rel_path})", changed)
     return img
 
 

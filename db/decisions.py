@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import audit
+from db.auth import Actor, Permission, require
 from db.errors import StaleEditError
 from db.models import REVIEW_OUTCOMES, Prediction, Review, Threshold
 
@@ -27,16 +29,17 @@ def threshold_history(session: Session, run_id: int) -> list[Threshold]:
 
 
 def save_threshold(
-    session: Session, run_id: int, *, base_id: int | None, image_threshold: float,
+    session: Session, run_id: int, *, actor: Actor, base_id: int | None, image_threshold: float,
     pixel_threshold: float | None = None, review_band: tuple[float, float] | None = None,
-    rule: str | None = None, set_by: str = AUTO, note: str | None = None,
+    rule: str | None = None, note: str | None = None,
     evaluation_id: int | None = None, check_base: bool = True,
 ) -> Threshold:
-    """Add a threshold row that becomes the active one.
+    """Add a threshold row that becomes the active one, set by `actor` (engineer or admin).
 
     `base_id` is the active threshold the user was looking at; if another save happened since,
     StaleEditError (the later save sees the conflict instead of silently overwriting).
     """
+    require(actor, Permission.THRESHOLDS, f"change the threshold of run {run_id}")
     current = active_threshold(session, run_id)
     current_id = current.id if current else None
     if check_base and current_id != base_id:
@@ -53,10 +56,14 @@ def save_threshold(
         pixel_threshold=None if pixel_threshold is None else float(pixel_threshold),
         review_low=review_band[0] if review_band else None,
         review_high=review_band[1] if review_band else None,
-        rule=rule, set_by=set_by, note=note,
+        rule=rule, set_by=actor.name, note=note,
     )
     session.add(row)
     session.flush()
+    audit.record(session, actor, audit.THRESHOLD_SAVED, f"run {run_id}", {
+        "threshold_id": row.id, "image": row.image_threshold, "pixel": row.pixel_threshold,
+        "review_band": list(review_band) if review_band else None, "rule": rule, "note": note,
+        "replaces": current_id})
     return row
 
 
@@ -72,15 +79,20 @@ def threshold_dict(t: Threshold | None) -> dict[str, Any] | None:
 
 
 def add_review(
-    session: Session, *, image_id: int, outcome: str, reviewer: str, run_id: int | None = None,
+    session: Session, *, actor: Actor, image_id: int, outcome: str, run_id: int | None = None,
     evaluation_id: int | None = None, moved_to_train: bool = False, note: str | None = None,
 ) -> Review:
+    """Store a review decision by `actor` (annotator or above)."""
+    require(actor, Permission.ANNOTATE, f"record a review decision on image {image_id}")
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"outcome must be one of {REVIEW_OUTCOMES}, not {outcome!r}")
-    review = Review(image_id=image_id, outcome=outcome, reviewer=reviewer, run_id=run_id,
+    review = Review(image_id=image_id, outcome=outcome, reviewer=actor.name, run_id=run_id,
                     evaluation_id=evaluation_id, moved_to_train=moved_to_train, note=note)
     session.add(review)
     session.flush()
+    audit.record(session, actor, audit.REVIEW_DECISION, f"image {image_id}", {
+        "outcome": outcome, "run_id": run_id, "evaluation_id": evaluation_id,
+        "moved_to_train": moved_to_train, "note": note})
     return review
 
 

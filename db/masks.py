@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db import audit
+from db.auth import Actor, Permission, require
 from db.errors import StaleEditError
 from db.models import Evaluation, EvaluationScore, Image, JobStatus, Mask, RegionOfInterest, Threshold
 
@@ -35,14 +37,16 @@ def mask_history(session: Session, image_id: int) -> list[Mask]:
 
 
 def add_mask_version(
-    session: Session, image_id: int, *, base_version: int | None, source: str, author: str,
+    session: Session, image_id: int, *, actor: Actor, base_version: int | None, source: str,
     path: str | None, sha256: str | None, pixels: int,
 ) -> Mask:
-    """Add a version on top of `base_version` (None: the image had no mask when the edit began).
+    """Add a version by `actor` (annotator or above) on top of `base_version` (None: the image
+    had no mask when the edit began). Imported versions are covered by the import's audit event.
 
     Raises StaleEditError if another version was saved since; the unique (image, version)
     constraint catches the race the check cannot see on databases without IMMEDIATE locks.
     """
+    require(actor, Permission.ANNOTATE, f"save the mask of image {image_id}")
     cur = current_mask(session, image_id)
     cur_version = cur.version if cur else None
     if cur_version != base_version:
@@ -53,7 +57,7 @@ def add_mask_version(
         )
     mask = Mask(
         image_id=image_id, version=(cur_version or 0) + 1, parent_version=base_version,
-        source=source, author=author, path=path, sha256=sha256, pixels=pixels,
+        source=source, author=actor.name, path=path, sha256=sha256, pixels=pixels,
     )
     session.add(mask)
     try:
@@ -61,6 +65,10 @@ def add_mask_version(
             session.flush()
     except IntegrityError as exc:
         raise StaleEditError(f"mask of image {image_id} was saved concurrently") from exc
+    if source != "imported":
+        action = {"restored": audit.MASK_RESTORED, "cleared": audit.MASK_CLEARED}.get(source, audit.MASK_SAVED)
+        audit.record(session, actor, action, f"image {image_id}",
+                     {"version": mask.version, "from_version": base_version, "pixels": pixels, "source": source})
     return mask
 
 
@@ -80,10 +88,12 @@ def current_roi(session: Session, dataset_id: int) -> RegionOfInterest | None:
 
 
 def add_roi_version(
-    session: Session, dataset_id: int, *, base_version: int | None, author: str,
+    session: Session, dataset_id: int, *, actor: Actor, base_version: int | None,
     path: str | None, sha256: str | None, width: int | None, height: int | None,
 ) -> RegionOfInterest:
-    """Save a new ROI (path None removes it); a stale base version is a conflict."""
+    """Save a new ROI by `actor` (engineer or above; path None removes it); a stale base version
+    is a conflict."""
+    require(actor, Permission.ROI, f"change the region of interest of dataset {dataset_id}")
     last = session.scalar(
         select(func.max(RegionOfInterest.version)).where(RegionOfInterest.dataset_id == dataset_id)
     )
@@ -93,11 +103,13 @@ def add_roi_version(
             f"(now version {last}, edit started from {base_version})"
         )
     roi = RegionOfInterest(
-        dataset_id=dataset_id, version=(last or 0) + 1, author=author, path=path,
+        dataset_id=dataset_id, version=(last or 0) + 1, author=actor.name, path=path,
         sha256=sha256, width=width, height=height,
     )
     session.add(roi)
     session.flush()
+    audit.record(session, actor, audit.ROI_SAVED if path else audit.ROI_REMOVED, f"dataset {dataset_id}",
+                 {"version": roi.version, "from_version": base_version})
     return roi
 
 

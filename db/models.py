@@ -303,14 +303,6 @@ class WorkerRecord(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class User(Base):
-    """A dashboard account: a local password (argon2 hash) or a single-sign-on identity (OIDC)."""
-
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)  # sign-in name (SSO: the e-mail)
-    role: Mapped[str] = mapped_column(String(16), default="viewer")  # see db.auth.Role
 class Release(Base):
     """A run + threshold exported as a line bundle (model.onnx, bundle.json, golden/) by a job."""
 
@@ -352,6 +344,14 @@ class LineResult(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class User(Base):
+    """A dashboard account: a local password (argon2 hash) or a single-sign-on identity (OIDC)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # sign-in name (SSO: the e-mail)
+    role: Mapped[str] = mapped_column(String(16), default="viewer")  # see db.auth.Role
     password_hash: Mapped[str | None] = mapped_column(String(255))  # None: SSO only
     oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)  # "issuer|sub"
     email: Mapped[str | None] = mapped_column(String(255))

@@ -157,9 +157,10 @@ def add_session(session: Session, user_id: int, token_hash: str, expires_at: dat
     return row
 
 
-def live_session(session: Session, token_hash: str, idle: timedelta) -> tuple[UserSession, User] | None:
+def live_session(session: Session, token_hash: str, idle: timedelta,
+                 touch_every: timedelta = timedelta(0)) -> tuple[UserSession, User] | None:
     """The session and its account if the session is open, not expired, not idle for longer than
-    `idle`, and the account is active; its last-seen time is moved on."""
+    `idle`, and the account is active; its last-seen time is moved on (when older than `touch_every`)."""
     row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
     now = utcnow()
     if row is None or row.ended_at is not None or row.expires_at <= now or row.last_seen_at + idle <= now:
@@ -167,7 +168,8 @@ def live_session(session: Session, token_hash: str, idle: timedelta) -> tuple[Us
     user = get_user(session, row.user_id)
     if not user.active:
         return None
-    row.last_seen_at = now
+    if now - row.last_seen_at >= touch_every:
+        row.last_seen_at = now
     return row, user
 
 

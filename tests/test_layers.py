@@ -113,7 +113,13 @@ def test_dashboard_never_imports_torch_or_torch_engine_modules() -> None:
 PROBE = """
 import sys
 from streamlit.testing.v1 import AppTest
-at = AppTest.from_file("streamlit_app.py", default_timeout=120).run()
+from engine.services import accounts
+from engine.services.store import open_workspace
+factory = open_workspace()[1]  # pages need a signed-in admin to show everything they can
+accounts.add_user(factory, accounts.local_actor("probe"), "probe", "admin", "probe password", must_change=False)
+at = AppTest.from_file("streamlit_app.py", default_timeout=120)
+at.session_state["auth_token"] = accounts.sign_in(factory, "probe", "probe password").token
+at.run()
 assert not at.exception, at.exception
 for page in sorted(p for p in __import__("glob").glob("dashboard/pages/*.py") if not p.endswith("__init__.py")):
     at.switch_page(page).run()

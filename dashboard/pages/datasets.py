@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import sessions, workspace
+from dashboard.state import can, role_note, sessions, workspace
 from dashboard.ui import LABEL_COLORS, page_header, show_flashes
 from dashboard.widgets.dataset_import import add_images_ui
 from dashboard.widgets.dataset_picker import dataset_picker_ui
@@ -16,6 +16,7 @@ from dashboard.widgets.image_drawer import LABEL_TEXT, close_image, image_drawer
 from dashboard.widgets.roi import roi_editor_ui
 from db import datasets as dq
 from db import masks as mq
+from db.auth import Permission
 
 PICK, PAGE, FILTERS, ROI_OPEN = "datasets_pick", "datasets_page", "datasets_filters", "datasets_roi_open"
 
@@ -24,7 +25,8 @@ page_header("Datasets", "Import images, browse and filter them, fix labels and s
 show_flashes()
 ws, factory = workspace(), sessions()
 table_slot = st.container()
-add_images_ui(ws, factory, pick_key=PICK)
+if can(Permission.IMPORT):
+    add_images_ui(ws, factory, pick_key=PICK)
 
 with factory.begin() as s:
     counts = dq.dataset_counts(s)
@@ -49,7 +51,8 @@ top_right.caption(f"{ds.total} images: {ds.train_ok} train OK, {ds.test_ok} test
                   f"({ds.masks} with a mask), {ds.unlabelled} unlabelled.")
 with st.expander("Region of interest", icon=":material/crop_free:", key=ROI_OPEN, on_change="rerun"):
     st.caption("Pixels outside the region are ignored by scores, heatmaps and pixel metrics of later runs.")
-    if st.session_state.get(ROI_OPEN):  # the editor (a canvas) is only built when opened
+    role_note(Permission.ROI, "change the region of interest (engineer or admin)")
+    if st.session_state.get(ROI_OPEN) and can(Permission.ROI):  # the editor (a canvas) is only built when opened
         roi_editor_ui(ds.id)
 
 with factory.begin() as s:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import SELECTED_JOB, SELECTED_RUN, keep_worker_running, sessions, user
+from dashboard.state import SELECTED_JOB, SELECTED_RUN, actor, can, keep_worker_running, sessions
 from dashboard.ui import flash, page_header, query_int, show_flashes
 from dashboard.widgets.jobs_table import job_card_ui, job_detail_ui, job_title, jobs_table_ui
 from db import jobs as jq
+from db.auth import Permission
+from db.errors import PermissionDenied
 from db.models import JobStatus
 from engine.errors import UserError
 from engine.jobs.launch import worker_alive
@@ -38,14 +40,14 @@ def act(action: str | None, job_id: int, run_id: int | None) -> None:
     try:
         with factory.begin() as s:
             if action == "cancel":
-                job = cancel_job(s, job_id)
+                job = cancel_job(s, job_id, actor())
                 flash(f"Job {job_id} cancelled." if job.status == JobStatus.CANCELLED
                       else f"Cancel requested: the worker stops job {job_id} shortly.")
             elif action == "retry":
-                new = retry_job(s, job_id, created_by=user())
+                new = retry_job(s, job_id, actor())
                 st.session_state[SELECTED_JOB] = new.id
                 flash(f"Job {job_id} queued again as job {new.id}.")
-    except UserError as e:
+    except (UserError, PermissionDenied) as e:
         st.session_state["_jobs_error"] = str(e)
     if action == "retry":
         st.session_state.pop("_worker_checked", None)
@@ -77,7 +79,8 @@ def live() -> None:
     queued_ahead = 0
     for job, run, dataset in active:
         action = job_card_ui(job, run, dataset, key="card",
-                             queue_position=queued_ahead if job.status == JobStatus.QUEUED else None)
+                             queue_position=queued_ahead if job.status == JobStatus.QUEUED else None,
+                             can_act=can(Permission.JOBS))
         queued_ahead += job.status == JobStatus.QUEUED
         act(action, job.id, run.id if run else None)
 
@@ -94,7 +97,8 @@ def live() -> None:
     st.session_state[SELECTED_JOB] = chosen
     job, run, dataset = by_id[chosen]
     with st.container(border=True):
-        act(job_detail_ui(job, run, dataset, key="detail"), job.id, run.id if run else None)
+        act(job_detail_ui(job, run, dataset, key="detail", can_act=can(Permission.JOBS)), job.id,
+            run.id if run else None)
 
 
 live()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import SELECTED_JOB, keep_worker_running, sessions, user
+from dashboard.state import SELECTED_JOB, actor, can, keep_worker_running, role_note, sessions
 from dashboard.ui import MODEL_NAMES, fmt_auroc, page_header
 from dashboard.widgets.config_form import config_form_ui
 from dashboard.widgets.dataset_picker import dataset_picker_ui
 from db import datasets as dq
 from db import runs as rq
+from db.auth import Permission
+from db.errors import PermissionDenied
 from db.models import JobStatus
 from engine.config import PRESETS
 from engine.errors import UserError
@@ -73,15 +75,17 @@ with st.form("train_launch", border=False):
                           "correcting labels); Results compares the two on their common test images.")
     note = f2.text_input("Note (optional)", key="train_note",
                          placeholder="e.g. relabelled 3 false positives as OK")
-    launch = st.form_submit_button("Launch training", icon=":material/rocket_launch:", type="primary")
+    launch = st.form_submit_button("Launch training", icon=":material/rocket_launch:", type="primary",
+                                   disabled=not can(Permission.JOBS))
+role_note(Permission.JOBS, "launch trainings (engineer or admin)")
 
 if launch:
     try:
         with factory.begin() as s:
             job, run = submit_train(s, dataset=ds.name, model=model, preset=preset, overrides=overrides,
-                                    created_by=user(), parent_run_id=parent, note=note.strip() or None)
+                                    actor=actor(), parent_run_id=parent, note=note.strip() or None)
             st.session_state[LAUNCHED] = {"job_id": job.id, "run_id": run.id, "dataset": ds.name, "model": model}
-    except UserError as e:
+    except (UserError, PermissionDenied) as e:
         st.error(f"Training not started: {e}", icon=":material/error:")
     else:
         st.session_state[SELECTED_JOB] = st.session_state[LAUNCHED]["job_id"]

@@ -8,10 +8,11 @@ import logging
 
 import numpy as np
 
-from dashboard.state import sessions, user, workspace
+from dashboard.state import actor, sessions, workspace
 from dashboard.widgets import annotate_state as S
 from db import datasets as dq
 from db import masks as mq
+from db.errors import PermissionDenied
 from engine.errors import ConflictError, UserError
 from engine.intake.maskfiles import load_mask_file
 from engine.services.masks import save_mask
@@ -34,18 +35,18 @@ def _store(image_id: int, mask: np.ndarray | None, *, base: int | None, source: 
     try:
         with sessions().begin() as s:
             version = save_mask(s, workspace().masks_dir, image_id, mask, base_version=base,
-                                author=user(), source=source)
+                                actor=actor(), source=source)
             img = dq.get_image(s, image_id)
             target = "ok" if label_ok else ("nok" if mask is not None and mask.any() else None)
             if target and img.label != target:
-                dq.update_image(s, image_id, label=target)
+                dq.update_image(s, image_id, actor=actor(), label=target)
                 S.flash("info", f"{img.rel_path} is now labelled {target.upper()} (was {img.label}).")
             path = mq.current_mask(s, image_id).path  # type: ignore[union-attr]
     except ConflictError:
         theirs = _latest(image_id)
         S.conflicts()[image_id] = S.Conflict(theirs[0], theirs[2], theirs[3], base)
         return None
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, PermissionDenied, ValueError, OSError) as exc:
         S.flash("error", f"Mask of image {image_id} not saved: {exc}")
         return None
     S.conflicts().pop(image_id, None)

@@ -7,7 +7,7 @@ import hashlib
 
 import streamlit as st
 
-from dashboard.state import sessions
+from dashboard.state import can, role_note, sessions
 from dashboard.widgets import annotate_actions as A
 from dashboard.widgets import annotate_state as S
 from dashboard.widgets import canvas
@@ -26,6 +26,7 @@ from dashboard.widgets.annotate_view import (
 )
 from db import datasets as dq
 from db import masks as mq
+from db.auth import Permission
 from db.models import Image, Mask
 from engine.errors import UserError
 
@@ -154,15 +155,16 @@ def _view_ui(image: Image, view: View, box: tuple[int, int, int, int]) -> None:
 
 
 def _actions_ui(image: Image, next_id: int | None) -> None:
-    unsaved = S.unsaved(image.id)
+    unsaved, may = S.unsaved(image.id), can(Permission.ANNOTATE)
+    role_note(Permission.ANNOTATE, "save masks or labels (annotator, engineer or admin)")
     st.button("Save mask", type="primary", icon=":material/save:", key="annotate_save", width="stretch",
-              on_click=A.save, args=(image.id,), shortcut="Mod+S",
+              on_click=A.save, args=(image.id,), shortcut="Mod+S", disabled=not may,
               help="Store the mask as a new version (author and time recorded).")
     st.button("Save & next", icon=":material/skip_next:", key="annotate_save_next", width="stretch",
-              on_click=_save_and_next, args=(image.id, next_id), disabled=next_id is None)
+              on_click=_save_and_next, args=(image.id, next_id), disabled=next_id is None or not may)
     c1, c2 = st.columns(2)
     c1.button("Discard", icon=":material/undo:", key="annotate_discard", width="stretch", disabled=not unsaved,
               on_click=A.discard, args=(image.id,), help="Throw away unsaved changes to this image.")
     c2.button("No defect", icon=":material/check_circle:", key="annotate_no_defect", width="stretch",
-              on_click=A.no_defect, args=(image.id,),
+              on_click=A.no_defect, args=(image.id,), disabled=not may,
               help="The part is fine: clears the mask (saved as a new version) and labels the image OK.")

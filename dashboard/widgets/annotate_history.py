@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import sessions
+from dashboard.state import can, sessions
 from dashboard.widgets import annotate_actions as A
 from dashboard.widgets import annotate_state as S
 from dashboard.widgets.annotate_view import load_image, load_mask, tinted
 from db import masks as mq
+from db.auth import Permission
 from db.models import Image, Mask
 from engine.errors import UserError
 
@@ -40,7 +41,7 @@ def history_ui(image_id: int) -> None:
                         format_func=lambda v: f"v{v}")
     c2.button("Restore", key=f"annotate_restore_{image_id}", on_click=A.restore, args=(image_id, pick),
               help="Saves that version's mask as a new version (nothing is deleted).",
-              disabled=S.unsaved(image_id))
+              disabled=S.unsaved(image_id) or not can(Permission.ANNOTATE))
 
 
 def conflict_ui(image: Image, latest: Mask | None) -> None:
@@ -85,4 +86,5 @@ def conflict_ui(image: Image, latest: Mask | None) -> None:
               args=(image.id,), icon=":material/download:", width="stretch")
     b2.button(f"Overwrite: save mine on top of v{latest_version}", key=f"annotate_overwrite_{image.id}",
               on_click=A.overwrite, args=(image.id,), icon=":material/upload:", width="stretch",
+              disabled=not can(Permission.ANNOTATE),
               help="Deliberately replaces their mask with yours (as a new version; theirs stays in the history).")

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from dashboard.state import SELECTED_DATASET
+from dashboard.state import SELECTED_DATASET, actor
 from dashboard.widgets.import_ui import folder_import_ui, import_report_ui, skipped_table_ui, upload_ui
 from engine.errors import UserError
 from engine.services.imports import NoUsableImages, import_folder, import_uploads
@@ -45,13 +45,14 @@ def add_images_ui(ws: Workspace, factory: sessionmaker[Session], *, pick_key: st
         with folder_tab:
             req = folder_import_ui(ws.import_roots, default_name, key="import_folder")
             if req:
-                _handle_import("Importing", lambda: import_folder(ws, factory, req.folder, req.name, req.layout, ws.import_roots),
-                               pick_key)
+                _handle_import("Importing", lambda: import_folder(ws, factory, req.folder, req.name, req.layout,
+                                                                  ws.import_roots, actor=actor()), pick_key)
         with upload_tab:
             up = upload_ui(default_name, key="import_upload")
             if up:
                 _handle_import("Uploading",
-                               lambda: import_uploads(ws, factory, up.name, up.files, up.split, up.label), pick_key)
+                               lambda: import_uploads(ws, factory, up.name, up.files, up.split, up.label,
+                                                      actor=actor()), pick_key)
         if st.session_state.get(REPORT):
             import_report_ui(st.session_state[REPORT])
             st.button("Dismiss report", key="dismiss_report", on_click=lambda: st.session_state.pop(REPORT, None))

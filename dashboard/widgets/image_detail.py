@@ -91,8 +91,8 @@ def _mask_text(mask: Mask | None) -> str:
             f"{fmt_when(mask.created_at)}")
 
 
-def image_edit_ui(img: Image, defect_types: list[str], *, key: str) -> ImageEdit | None:
-    """Label / split / defect type form; returns the edit when saved."""
+def image_edit_ui(img: Image, defect_types: list[str], *, key: str, disabled: bool = False) -> ImageEdit | None:
+    """Label / split / defect type form; returns the edit when saved (`disabled`: the role may not)."""
     with st.form(f"{key}_edit_{img.id}", border=False):
         c1, c2 = st.columns(2)
         label = c1.radio("Label", list(LABELS), format_func=LABELS.__getitem__, horizontal=True,
@@ -104,6 +104,6 @@ def image_edit_ui(img: Image, defect_types: list[str], *, key: str) -> ImageEdit
                               if img.defect_type in choices else None, accept_new_options=True,
                               placeholder="none — choose or type a new one",
                               help="Only kept for NOK images; OK images have none.")
-        if st.form_submit_button("Save changes", icon=":material/save:", type="primary"):
+        if st.form_submit_button("Save changes", icon=":material/save:", type="primary", disabled=disabled):
             return ImageEdit(label=label, split=split, defect_type=(defect or "").strip() or None)
     return None

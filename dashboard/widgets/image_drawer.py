@@ -7,13 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import ANNOTATE_IMAGE, SELECTED_IMAGE, sessions
+from dashboard.state import ANNOTATE_IMAGE, SELECTED_IMAGE, actor, can, role_note, sessions
 from dashboard.ui import flash, query_int
 from dashboard.widgets.filters import ImageFilter
 from dashboard.widgets.gallery import PAGE_SIZE
 from dashboard.widgets.image_detail import image_edit_ui, image_view_ui
 from db import datasets as dq
 from db import masks as mq
+from db.auth import Permission
 from db.errors import NotFoundError
 from db.models import Image, Mask
 
@@ -70,10 +71,12 @@ def image_drawer_ui(img: Image, mask: Mask | None, neighbours: list[int], defect
             st.rerun()
     image_view_ui(img, mask, key="detail")
     st.divider()
-    edit = image_edit_ui(img, defect_types, key="detail")
+    may = can(Permission.ANNOTATE)
+    edit = image_edit_ui(img, defect_types, key="detail", disabled=not may)
+    role_note(Permission.ANNOTATE, "change labels or masks (annotator, engineer or admin)")
     b1, b2 = st.columns(2)
     move = b1.button("Move to training", icon=":material/school:", width="stretch",
-                     disabled=img.label == "nok" or (img.split, img.label) == ("train", "ok"),
+                     disabled=not may or img.label == "nok" or (img.split, img.label) == ("train", "ok"),
                      help="Label it OK and put it in the train split (used by the next training).")
     if b2.button("Annotate", icon=":material/brush:", width="stretch", help="Draw or correct its mask."):
         close_image()
@@ -82,10 +85,10 @@ def image_drawer_ui(img: Image, mask: Mask | None, neighbours: list[int], defect
     if edit or move:
         with sessions().begin() as s:
             if move:
-                img = dq.update_image(s, img.id, label="ok", split="train")
+                img = dq.update_image(s, img.id, actor=actor(), label="ok", split="train")
             else:
                 img = dq.update_image(
-                    s, img.id, label=edit.label, split=edit.split,
+                    s, img.id, actor=actor(), label=edit.label, split=edit.split,
                     defect_type=edit.defect_type if edit.label != "ok" else None,
                     clear_defect_type=edit.defect_type is None or edit.label == "ok")
         flash(f"Saved {Path(img.rel_path).name}: {LABEL_TEXT[img.label]}, {img.split or 'unassigned'}"

@@ -59,8 +59,9 @@ def progress_ui(job: Job, queue_position: int | None = None) -> None:
 
 
 def job_card_ui(job: Job, run: Run | None, dataset: str | None, *, key: str,
-                queue_position: int | None = None) -> str | None:
-    """A compact card for an active job; returns "cancel" or "details" when clicked."""
+                queue_position: int | None = None, can_act: bool = True) -> str | None:
+    """A compact card for an active job; returns "cancel" or "details" when clicked (cancel is
+    disabled unless `can_act`: the signed-in role may cancel)."""
     with st.container(border=True):
         top, b1, b2 = st.columns([6, 1, 1], vertical_alignment="center")
         when = (f"started {fmt_when(job.started_at)} on {job.device or job.worker or '…'}" if job.started_at
@@ -70,14 +71,15 @@ def job_card_ui(job: Job, run: Run | None, dataset: str | None, *, key: str,
         if b1.button("Details", key=f"{key}_details_{job.id}", width="stretch"):
             action = "details"
         if b2.button("Cancel", key=f"{key}_cancel_{job.id}", width="stretch", icon=":material/cancel:",
-                     disabled=job.cancel_requested):
+                     disabled=job.cancel_requested or not can_act, help=None if can_act else "Your role cannot cancel or retry jobs (engineer or admin)."):
             action = "cancel"
         progress_ui(job, queue_position)
     return action
 
 
-def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str) -> str | None:
-    """Everything about one job; returns "cancel", "retry" or "results" when clicked."""
+def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str, can_act: bool = True) -> str | None:
+    """Everything about one job; returns "cancel", "retry" or "results" when clicked (cancel and
+    retry are disabled unless `can_act`)."""
     st.markdown(f"#### {job_title(job, run, dataset)} {status_badge(job.status)}")
     progress_ui(job)
     facts = [f"created {fmt_when(job.created_at)} by {job.created_by}"]
@@ -98,11 +100,13 @@ def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str) -
     action = None
     with st.container(horizontal=True):
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and st.button(
-                "Cancel job", key=f"{key}_cancel", icon=":material/cancel:", disabled=job.cancel_requested):
+                "Cancel job", key=f"{key}_cancel", icon=":material/cancel:",
+                disabled=job.cancel_requested or not can_act, help=None if can_act else "Your role cannot cancel or retry jobs (engineer or admin)."):
             action = "cancel"
         if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and st.button(
-                "Retry", key=f"{key}_retry", icon=":material/replay:",
-                help="Queue the same work again as a new job (this one keeps its error)."):
+                "Retry", key=f"{key}_retry", icon=":material/replay:", disabled=not can_act,
+                help="Queue the same work again as a new job (this one keeps its error)." if can_act
+                else "Your role cannot cancel or retry jobs (engineer or admin)."):
             action = "retry"
         if job.status == JobStatus.SUCCEEDED and run is not None and st.button(
                 "Open results", key=f"{key}_results", icon=":material/insights:", type="primary"):

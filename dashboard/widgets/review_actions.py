@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db import datasets as dq
 from db import decisions as tq
 from db import runs as rq
+from db.auth import Actor
 from db.models import Run
 from engine.config import config_to_dict, make_config
 from engine.jobs.queue import submit_train
@@ -41,23 +42,24 @@ class Mark:
 
 
 def record_outcome(session: Session, *, run_id: int, evaluation_id: int, image_id: int, outcome: str,
-                   reviewer: str, move_to_train: bool = False, note: str | None = None) -> str:
-    """Apply an outcome to the image's label/split and store the review; returns a summary."""
+                   actor: Actor, move_to_train: bool = False, note: str | None = None) -> str:
+    """Apply an outcome to the image's label/split and store the review by `actor` (refused
+    below unless the role may annotate); returns a summary."""
     if outcome == "confirmed_ok":
         if move_to_train:
-            dq.update_image(session, image_id, label="ok", split="train")
+            dq.update_image(session, image_id, actor=actor, label="ok", split="train")
     elif outcome == "defective":
-        dq.update_image(session, image_id, label="nok")
+        dq.update_image(session, image_id, actor=actor, label="nok")
         move_to_train = False
     elif outcome == "not_defect":
-        dq.update_image(session, image_id, label="ok", split="train" if move_to_train else None)
+        dq.update_image(session, image_id, actor=actor, label="ok", split="train" if move_to_train else None)
     elif outcome == "confirmed_defect":
         move_to_train = False
-    tq.add_review(session, image_id=image_id, outcome=outcome, reviewer=reviewer, run_id=run_id,
+    tq.add_review(session, actor=actor, image_id=image_id, outcome=outcome, run_id=run_id,
                   evaluation_id=evaluation_id, moved_to_train=move_to_train, note=note)
     img = dq.get_image(session, image_id)
     return (f"{img.rel_path}: {OUTCOME_TEXT[outcome]} — now {img.label.upper()}, split {img.split or 'none'}"
-            f" (recorded for {reviewer})")
+            f" (recorded for {actor.name})")
 
 
 def marks(session: Session, image_ids: list[int]) -> dict[int, Mark]:
@@ -76,14 +78,14 @@ def same_config_overrides(run: Run) -> dict[str, Any]:
     return {k: v for k, v in run.config.items() if k not in NOT_CONFIG and base.get(k) != v}
 
 
-def retrain(session: Session, run_id: int, created_by: str) -> tuple[int, int]:
+def retrain(session: Session, run_id: int, actor: Actor) -> tuple[int, int]:
     """Queue a new run with the same model, preset and config on the dataset as it is now
     (corrected labels, moved images, new masks), linked to its parent; (job id, run id)."""
     parent = rq.get_run(session, run_id)
     n = len(tq.reviews_for_run(session, run_id))
     job, run = submit_train(
         session, dataset=parent.dataset_id, model=parent.model, preset=parent.preset,
-        overrides=same_config_overrides(parent), created_by=created_by, parent_run_id=parent.id,
+        overrides=same_config_overrides(parent), actor=actor, parent_run_id=parent.id,
         note=f"retrain of run #{parent.id} with {n} review outcome(s)")
     return job.id, run.id
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE, SELECTED_RUN, sessions, user
+from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE, SELECTED_RUN, actor, can, role_note, sessions
 from dashboard.widgets.results_data import EvalData
 from dashboard.widgets.review_actions import OPENS_ANNOTATE, Mark, children, record_outcome, retrain
 from dashboard.widgets.run_picker import COMPARE_KEY
+from db.auth import Permission
+from db.errors import PermissionDenied
 from engine.errors import UserError
 
 FLASH = "review_flash"  # [(kind, message)] shown once on the next run (as toasts)
@@ -47,9 +49,13 @@ def _on_outcome(run_id: int, evaluation_id: int, image_id: int, outcome: str, or
                 sel_key: str) -> None:
     move = bool(st.session_state.get(f"review_move_{image_id}"))
     note = (st.session_state.get(f"review_note_{image_id}") or "").strip() or None
-    with sessions().begin() as s:
-        msg = record_outcome(s, run_id=run_id, evaluation_id=evaluation_id, image_id=image_id,
-                             outcome=outcome, reviewer=user(), move_to_train=move, note=note)
+    try:
+        with sessions().begin() as s:
+            msg = record_outcome(s, run_id=run_id, evaluation_id=evaluation_id, image_id=image_id,
+                                 outcome=outcome, actor=actor(), move_to_train=move, note=note)
+    except PermissionDenied as e:
+        flash("error", str(e))
+        return
     flash("success", msg)
     if outcome in OPENS_ANNOTATE:
         st.session_state[GOTO_ANNOTATE] = (image_id, order)
@@ -72,20 +78,22 @@ def actions_ui(data: EvalData, i: int, outcome: str, *, run_id: int, order: list
         st.caption("Only false positives and false negatives need a review outcome.")
         return
     args = (run_id, data.evaluation_id, image_id)
+    off = not can(Permission.ANNOTATE)
+    role_note(Permission.ANNOTATE, "record review outcomes (annotator, engineer or admin)")
     st.caption(question or ("The run rejected this OK part. Is it really OK?" if outcome == "FP" else
                             "The run passed this NOK part (an escape). Is it really defective?"))
     c1, c2, c3 = st.columns([1, 1, 1.2], vertical_alignment="bottom")
     if outcome == "FP":
-        c1.button("Confirmed OK", key=f"review_ok_{image_id}", type="primary", icon=":material/check:",
+        c1.button("Confirmed OK", key=f"review_ok_{image_id}", disabled=off, type="primary", icon=":material/check:",
                   on_click=_on_outcome, args=(*args, "confirmed_ok", order, sel_key), width="stretch")
-        c2.button("Actually defective", key=f"review_def_{image_id}", icon=":material/brush:",
+        c2.button("Actually defective", key=f"review_def_{image_id}", disabled=off, icon=":material/brush:",
                   on_click=_on_outcome, args=(*args, "defective", order, sel_key), width="stretch",
                   help="Relabel NOK and open Annotate to draw its defect.")
     else:
-        c1.button("Confirmed defect", key=f"review_cdef_{image_id}", type="primary", icon=":material/brush:",
+        c1.button("Confirmed defect", key=f"review_cdef_{image_id}", disabled=off, type="primary", icon=":material/brush:",
                   on_click=_on_outcome, args=(*args, "confirmed_defect", order, sel_key), width="stretch",
                   help="Keep it NOK and open Annotate to check or draw its mask.")
-        c2.button("Not a defect", key=f"review_notdef_{image_id}", icon=":material/check:",
+        c2.button("Not a defect", key=f"review_notdef_{image_id}", disabled=off, icon=":material/check:",
                   on_click=_on_outcome, args=(*args, "not_defect", order, sel_key), width="stretch",
                   help="Relabel it OK.")
     c3.checkbox("…and move it to training", key=f"review_move_{image_id}",
@@ -96,8 +104,8 @@ def actions_ui(data: EvalData, i: int, outcome: str, *, run_id: int, order: list
 def _on_retrain(run_id: int) -> None:
     try:
         with sessions().begin() as s:
-            job_id, new_run = retrain(s, run_id, user())
-    except UserError as e:
+            job_id, new_run = retrain(s, run_id, actor())
+    except (UserError, PermissionDenied) as e:
         st.session_state[RETRAIN_FLASH] = ("error", f"Could not start the retrain: {e}")
         return
     st.session_state[RETRAIN_FLASH] = ("success", f"Queued training job #{job_id}: run #{new_run}, retrained from run #{run_id} with the "
@@ -114,7 +122,8 @@ def retrain_ui(run_id: int, n_reviews: int) -> None:
     st.markdown(f"{n_reviews} review outcome(s) recorded for this run. Retraining uses the dataset "
                 "as it is now: corrected labels, images moved to training, new masks.")
     st.button("Retrain with corrections", type="primary", icon=":material/model_training:",
-              key=f"review_retrain_{run_id}", on_click=_on_retrain, args=(run_id,))
+              key=f"review_retrain_{run_id}", on_click=_on_retrain, args=(run_id,), disabled=not can(Permission.JOBS))
+    role_note(Permission.JOBS, "launch a retrain (engineer or admin)")
     done = st.session_state.pop(RETRAIN_FLASH, None)
     if done:
         getattr(st, done[0])(done[1])

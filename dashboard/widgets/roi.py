@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from dashboard.state import sessions, user, workspace
+from dashboard.state import actor, sessions, workspace
 from dashboard.widgets import canvas
 from dashboard.widgets.annotate_tools import tool_ui
 from dashboard.widgets.annotate_view import background, canvas_size, geometry, load_mask
 from db import datasets as dq
 from db import masks as mq
+from db.errors import PermissionDenied
 from engine.annotation.rasterise import rasterise
 from engine.errors import ConflictError, UserError
 from engine.services.masks import save_roi
@@ -107,7 +108,7 @@ def _save(dataset_id: int, remove: bool = False) -> None:
     try:
         with sessions().begin() as s:
             version = save_roi(s, workspace().masks_dir, dataset_id, region, base_version=e.base_version,
-                               author=user())
+                               actor=actor())
     except ConflictError:
         with sessions()() as s:
             roi = mq.current_roi(s, dataset_id)
@@ -115,7 +116,7 @@ def _save(dataset_id: int, remove: bool = False) -> None:
         e.message = ("error", f"Not saved: the region was changed by {who} after you started "
                               f"(from version {e.base_version}). Use “Discard changes” to load theirs, then redraw.")
         return
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, PermissionDenied, ValueError, OSError) as exc:
         e.message = ("error", f"Region not saved: {exc}")
         return
     text = f"Region removed (version {version}): every pixel counts." if remove else \

@@ -16,10 +16,10 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard.state import sessions, user
+from dashboard.state import actor, sessions
 from dashboard.widgets.results_data import ActiveThreshold
 from db import decisions as tq
-from db.errors import StaleEditError
+from db.errors import PermissionDenied, StaleEditError, ValidationError
 from engine.evaluation import decisions as D
 
 
@@ -180,11 +180,19 @@ def on_save(run_id: int, evaluation_id: int) -> None:
             row = tq.save_threshold(
                 s, run_id, base_id=get(run_id, "base"), image_threshold=float(get(run_id, "value")),
                 pixel_threshold=get(run_id, "px"), review_band=band(run_id), rule=get(run_id, "rule"),
-                set_by=user(), note=note or None, evaluation_id=evaluation_id)
+                actor=actor(), note=note or None, evaluation_id=evaluation_id)
             saved = ActiveThreshold.of(row)
     except StaleEditError as e:
         put(run_id, "conflict", str(e))
         put(run_id, "flash", None)
+        return
+    except PermissionDenied as e:
+        put(run_id, "flash", None)
+        st.session_state[k(run_id, "denied")] = str(e)
+        return
+    except ValidationError as e:  # e.g. a note over the length limit; the database layer says why
+        put(run_id, "flash", None)
+        st.session_state[k(run_id, "invalid")] = str(e)
         return
     put(run_id, "base", saved.id)
     put(run_id, "conflict", None)

@@ -8,11 +8,12 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import sessions
+from dashboard.state import can, role_note, sessions
 from dashboard.widgets import charts
 from dashboard.widgets import threshold_state as S
 from dashboard.widgets.results_data import RULE_NAMES, ActiveThreshold, EvalData
 from db import decisions as tq
+from db.auth import Permission
 from engine.config import default
 from engine.evaluation import decisions as D
 from engine.evaluation.metrics import roc_points
@@ -178,13 +179,19 @@ def save_ui(run_id: int, evaluation_id: int) -> None:
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     c1.text_input("Note (why this threshold)", key=S.k(run_id, "w_note"),
                   placeholder="e.g. agreed with quality: no escapes on the March batch")
-    c2.button("Save threshold", type="primary", key=S.k(run_id, "save"), disabled=err is not None,
+    c2.button("Save threshold", type="primary", key=S.k(run_id, "save"),
+              disabled=err is not None or not can(Permission.THRESHOLDS),
               on_click=S.on_save, args=(run_id, evaluation_id), icon=":material/save:", width="stretch")
     px = S.get(run_id, "px")
     st.caption(f"Will save image threshold **{value:.6g}** ({RULE_NAMES.get(rule, rule)})"
                + (f", pixel threshold {px:.4g}" if px is not None else "")
                + (f", review band {S.band(run_id)[0]:.4g} – {S.band(run_id)[1]:.4g}" if S.band(run_id) else "")
                + ". The latest saved threshold is the active one: `prefilter-qa predict` uses it.")
+    role_note(Permission.THRESHOLDS, "save thresholds (engineer or admin)")
+    if denied := st.session_state.pop(S.k(run_id, "denied"), None):
+        st.error(f"Not saved: {denied}", icon=":material/lock:")
+    if invalid := st.session_state.pop(S.k(run_id, "invalid"), None):
+        st.error(f"Not saved: {invalid}", icon=":material/error:")
     flash = S.get(run_id, "flash")
     if flash:
         st.success(flash, icon=":material/check_circle:")

@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from db.auth import Actor
 from db.models import JobStatus
 from engine.cli.output import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
 from engine.cli.reports import args_report, cmd_report
+from engine.cli.users import args_users, cmd_users
+from engine.services.accounts import local_actor
 from engine.services.store import open_workspace
 
 DEMO_NAME = "demo"
@@ -27,7 +30,12 @@ def _import_report_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def import_folder(root: Path, name: str, layout: str = "auto") -> dict[str, Any]:
+def _actor(args: argparse.Namespace) -> Actor:
+    """The command line acts for whoever runs it (`--user`, else the login name), as admin."""
+    return local_actor(getattr(args, "user", None))
+
+
+def import_folder(root: Path, name: str, layout: str = "auto", actor: Actor | None = None) -> dict[str, Any]:
     """Scan + register (services.imports); exit 2 when the folder is missing or holds no usable image."""
     from engine.services.imports import NoUsableImages
     from engine.services.imports import import_folder as register_folder
@@ -36,14 +44,14 @@ def import_folder(root: Path, name: str, layout: str = "auto") -> dict[str, Any]
     if not root.is_dir():
         raise CliExit(EXIT_NO_IMAGES, f"{root}: no such folder")
     try:
-        return register_folder(ws, sessions, str(root), name, layout)
+        return register_folder(ws, sessions, str(root), name, layout, actor=actor or local_actor())
     except NoUsableImages as exc:
         reasons = "; ".join(f"{k.path}: {k.reason}" for k in exc.skipped[:5])
         raise CliExit(EXIT_NO_IMAGES, f"{root}: no usable images" + (f" ({reasons})" if reasons else "")) from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    report = import_folder(Path(args.dir).expanduser(), args.name, args.layout)
+    report = import_folder(Path(args.dir).expanduser(), args.name, args.layout, _actor(args))
     emit(args, report, _import_report_text)
     return 0
 
@@ -55,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     spec = DemoSpec(size=args.size, n_train_ok=args.train_ok, n_test_ok=args.test_ok,
                     n_test_nok=args.test_nok, seed=args.seed)
     summary = generate_demo(ws.home / "demo-data", spec)
-    report = import_folder(summary.root, args.name, "seed")
+    report = import_folder(summary.root, args.name, "seed", _actor(args))
     emit(args, report, _import_report_text)
     return 0
 
@@ -108,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, sessions = open_workspace()
     with sessions.begin() as s:
         job, run = submit_train(s, dataset=args.dataset, model=args.model, preset=args.preset,
-                                overrides=parse_overrides(args.set), created_by=args.user,
+                                overrides=parse_overrides(args.set), actor=_actor(args),
                                 parent_run_id=args.parent)
         job_id, run_id = job.id, run.id
     if args.wait:
@@ -123,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _, sessions = open_workspace()
     with sessions.begin() as s:
-        job, evaluation_id = submit_evaluate(s, run_id=args.run, dataset=args.dataset, created_by=args.user)
+        job, evaluation_id = submit_evaluate(s, run_id=args.run, dataset=args.dataset, actor=_actor(args))
         job_id = job.id
     if args.wait:
         return _wait(args, job_id, args.run)
@@ -159,7 +167,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     _, sessions = open_workspace()
     with sessions.begin() as s:
-        job = job_dict(cancel_job(s, args.job_id))
+        job = job_dict(cancel_job(s, args.job_id, _actor(args)))
     emit(args, job, lambda j: f"job {j['id']}: " + (
         JobStatus.CANCELLED if j["status"] == JobStatus.CANCELLED else
         "cancel requested; its worker stops it" if j["status"] == JobStatus.RUNNING else f"already {j['status']}"))
@@ -201,61 +209,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out,
                             heatmaps=not args.no_heatmaps, results_file=args.results)
     emit(args, results, lambda rows: table(rows, ["path", "score", "verdict", "heatmap", "error"]))
-    failed = sum(r["error"] is not None for r in results)
-    if failed:
-        print(f"prefilter-qa predict: {failed} of {len(results)} files could not be scored "
-              "(see their error)", file=sys.stderr)
-    return 0 if not failed else EXIT_NO_IMAGES if failed == len(results) else EXIT_SOME_FAILED
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export the run + threshold as a line bundle in this process (the dashboard queues a job)."""
-    from engine.services.releases import new_release, perform_release, release_dict
-
-    ws, sessions = open_workspace()
-    with sessions.begin() as s:
-        release_id = new_release(s, args.run, args.threshold, created_by=args.user, note=args.note).id
-    print(f"exporting run {args.run} (release {release_id}) to {args.out} ...", file=sys.stderr)
-    meta = perform_release(ws, sessions, release_id, Path(args.out))
-    with sessions.begin() as s:
-        from db import releases as relq
-
-        out = release_dict(relq.get_release(s, release_id)) | {"threshold": meta["threshold"]}
-    emit(args, out, lambda r: f"release {r['id']}: bundle {r['bundle_sha256'][:12]} in {r['path']} "
-                              f"(threshold {r['threshold']['image']:.4g}, {r['info']['golden']} golden images, "
-                              f"onnxruntime vs torch: scores within {r['info']['score_max_abs_diff']:.2g})")
-    return 0
-
-
-def cmd_import_line(args: argparse.Namespace) -> int:
-    """Bring a line scorer's results file back: verdicts stored, REVIEW/NOK images queued for review."""
-    from engine.services.line import import_line_results
-
-    ws, sessions = open_workspace()
-    path = Path(args.results).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CliExit(EXIT_USER_ERROR, f"{path}: cannot read ({exc.strerror or exc})") from None
-    images = Path(args.images).expanduser() if args.images else None
-    report = import_line_results(ws, sessions, args.run, text, where=str(path), images_dir=images,
-                                 imported_by=args.user).as_dict()
-    emit(args, report, lambda r: "\n".join(
-        [f"run {r['run_id']}: stored {r['stored']} line results ({r['already_stored']} already stored), "
-         f"{r['queued_for_review']} images queued for review on the Review page"]
-        + [f"  image not found: {p}" for p in r["missing_images"]]
-        + [f"  skipped: {s['reason']}" for s in r["skipped"]]))
-    return 0
+    return 0 if any(r["error"] is None for r in results) else EXIT_USER_ERROR
 
 
 def _user_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--user", default="cli", help="name recorded as author (default: cli)")
+    p.add_argument("--user", help="name recorded as author in the audit trail (default: your login name)")
 
 
 def _args_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir")
     p.add_argument("--name", required=True)
     p.add_argument("--layout", default="auto", choices=["auto", "seed", "mvtec", "flat"])
+    _user_arg(p)
 
 
 def _args_demo(p: argparse.ArgumentParser) -> None:
@@ -265,6 +230,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ok", type=int, default=40)
     p.add_argument("--test-nok", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    _user_arg(p)
 
 
 def _args_train(p: argparse.ArgumentParser) -> None:
@@ -312,27 +278,10 @@ COMMANDS: dict[str, tuple[str, Any, Any]] = {
     "evaluate": ("enqueue a new evaluation of a trained run", _args_evaluate, cmd_evaluate),
     "worker": ("run queued jobs", _args_worker, cmd_worker),
     "jobs": ("list jobs", lambda p: p.add_argument("--limit", type=int, default=50), cmd_jobs),
-    "cancel": ("cancel a queued or running job", lambda p: p.add_argument("job_id", type=int), cmd_cancel),
+    "cancel": ("cancel a queued or running job", lambda p: (p.add_argument("job_id", type=int), _user_arg(p)),
+               cmd_cancel),
     "runs": ("list runs / show one", lambda p: p.add_argument("id", type=int, nargs="?"), cmd_runs),
     "predict": ("score images with the run's active threshold", _args_predict, cmd_predict),
     "report": ("an evaluation as CSV (per test image) or PDF (for change control)", args_report, cmd_report),
+    "users": ("dashboard accounts: init, add, list, role, passwd, disable, enable", args_users, cmd_users),
 }
-def _args_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", type=int, required=True)
-    p.add_argument("--threshold", type=int, help="threshold id (default: the run's active threshold)")
-    p.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the bundle")
-    p.add_argument("--note", help="why this release (recorded)")
-    _user_arg(p)
-
-
-def _args_import_line(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="a results file (JSONL) written by prefilter-qa-line")
-    p.add_argument("--run", type=int, required=True, help="the run its bundle was released from")
-    p.add_argument("--images", help="folder holding the judged images, when they are no longer where the line "
-                                    "saw them (matched by file name)")
-    _user_arg(p)
-
-
-    "export": ("release a run + threshold as a bundle for prefilter-qa-line", _args_export, cmd_export),
-    "import-line": ("bring line results back (REVIEW/NOK images to the Review page)", _args_import_line,
-                    cmd_import_line),

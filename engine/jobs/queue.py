@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session
 from db import datasets as dq
 from db import jobs as jq
 from db import masks as mq
+from db import releases as relq
+from db import audit
 from db import runs as rq
+from db.auth import Actor, Permission, require
 from db.errors import NotFoundError
 from db.models import Job, JobStatus, Run
 from engine.config import config_to_dict, make_config
@@ -42,10 +45,12 @@ def dataset_snapshot(session: Session, dataset_id: int, holdout_share: float, se
 
 def submit_train(
     session: Session, *, dataset: str | int, model: str, preset: str | None = None,
-    overrides: dict[str, str] | None = None, created_by: str = "system",
+    overrides: dict[str, str] | None = None, actor: Actor,
     parent_run_id: int | None = None, note: str | None = None,
 ) -> tuple[Job, Run]:
-    """Create a run and its training job (which evaluates on the test split when done)."""
+    """Create a run and its training job (which evaluates on the test split when done);
+    `actor` (engineer or above) is recorded as its author."""
+    require(actor, Permission.JOBS, "launch a training")
     try:
         ds = dq.get_dataset(session, dataset)
     except NotFoundError:
@@ -54,18 +59,22 @@ def submit_train(
     config = config_to_dict(cfg) | {"image_rule": IMAGE_RULE}
     snapshot = dataset_snapshot(session, ds.id, cfg.holdout_share, cfg.seed)
     run = rq.create_run(session, dataset_id=ds.id, model=cfg.model, preset=cfg.preset,
-                        config=config, created_by=created_by, parent_run_id=parent_run_id, note=note)
+                        config=config, created_by=actor.name, parent_run_id=parent_run_id, note=note)
     run.snapshot = snapshot
     evaluation = rq.create_evaluation(session, run.id, ds.id)
     job = jq.enqueue_job(session, "train", {"run_id": run.id, "evaluation_id": evaluation.id},
-                         run_id=run.id, evaluation_id=evaluation.id, created_by=created_by)
+                         run_id=run.id, evaluation_id=evaluation.id, created_by=actor.name)
+    audit.record(session, actor, audit.JOB_LAUNCHED, f"job {job.id}", {
+        "kind": "train", "run_id": run.id, "dataset": ds.name, "model": cfg.model, "preset": cfg.preset,
+        "overrides": dict(overrides or {}), "parent_run_id": parent_run_id})
     return job, run
 
 
 def submit_evaluate(
-    session: Session, *, run_id: int, dataset: str | int | None = None, created_by: str = "system",
+    session: Session, *, run_id: int, dataset: str | int | None = None, actor: Actor,
 ) -> tuple[Job, int]:
     """A new evaluation record of a trained run on a dataset's current test split."""
+    require(actor, Permission.JOBS, f"evaluate run {run_id}")
     run = trained_run(session, run_id)
     try:
         ds = dq.get_dataset(session, run.dataset_id if dataset is None else dataset)
@@ -73,12 +82,15 @@ def submit_evaluate(
         raise UserError(f"no dataset named {dataset!r}") from None
     evaluation = rq.create_evaluation(session, run.id, ds.id)
     job = jq.enqueue_job(session, "evaluate", {"run_id": run.id, "evaluation_id": evaluation.id},
-                         run_id=run.id, evaluation_id=evaluation.id, created_by=created_by)
+                         run_id=run.id, evaluation_id=evaluation.id, created_by=actor.name)
+    audit.record(session, actor, audit.JOB_LAUNCHED, f"job {job.id}",
+                 {"kind": "evaluate", "run_id": run.id, "evaluation_id": evaluation.id, "dataset": ds.name})
     return job, evaluation.id
 
 
-def retry_job(session: Session, job_id: int, created_by: str = "system") -> Job:
+def retry_job(session: Session, job_id: int, actor: Actor) -> Job:
     """Queue a failed or cancelled job again (a new row: the old one keeps its error)."""
+    require(actor, Permission.JOBS, f"retry job {job_id}")
     old = jq.get_job(session, job_id)
     if old.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise UserError(f"job {job_id} is {old.status}; only failed or cancelled jobs can be retried")
@@ -90,17 +102,36 @@ def retry_job(session: Session, job_id: int, created_by: str = "system") -> Job:
     if evaluation_id is not None and old.run_id is not None:
         evaluation_id = rq.create_evaluation(session, old.run_id, rq.get_evaluation(session, evaluation_id).dataset_id).id
     payload = dict(old.payload) | {"evaluation_id": evaluation_id}
-    return jq.enqueue_job(session, old.kind, payload, run_id=old.run_id, evaluation_id=evaluation_id,
-                          created_by=created_by, retry_of=old.id)
+    job = jq.enqueue_job(session, old.kind, payload, run_id=old.run_id, evaluation_id=evaluation_id,
+                         created_by=actor.name, retry_of=old.id)
+    audit.record(session, actor, audit.JOB_RETRIED, f"job {old.id}",
+                 {"kind": old.kind, "new_job_id": job.id, "run_id": old.run_id})
+    return job
 
 
-def cancel_job(session: Session, job_id: int) -> Job:
+def cancel_job(session: Session, job_id: int, actor: Actor) -> Job:
+    """Cancel a queued job or ask the worker to stop a running one (engineer or above)."""
+    require(actor, Permission.JOBS, f"cancel job {job_id}")
     try:
         job = jq.request_cancel(session, job_id)
     except NotFoundError:
         raise UserError(f"no job {job_id}; see `prefilter-qa jobs`") from None
+    audit.record(session, actor, audit.JOB_CANCELLED, f"job {job_id}", {"kind": job.kind, "status": job.status})
     if job.status == JobStatus.CANCELLED and job.run_id is not None:
         run = rq.get_run(session, job.run_id)
         if job.kind == "train":
             run.status = JobStatus.CANCELLED
+    if job.status == JobStatus.CANCELLED:
+        relq.end_release_of_job(session, job, JobStatus.CANCELLED)
     return job
+
+
+def submit_release(session: Session, *, run_id: int, threshold_id: int | None = None, created_by: str = "system",
+                   note: str | None = None) -> tuple[Job, int]:
+    """Queue the export of a run + threshold as a line bundle; returns the job and the release id."""
+    from engine.services.releases import new_release
+
+    release = new_release(session, run_id, threshold_id, created_by=created_by, note=note)
+    job = jq.enqueue_job(session, "release", {"release_id": release.id}, run_id=run_id, created_by=created_by)
+    return job, release.id
+

@@ -18,6 +18,7 @@ from db import decisions as tq
 from db import jobs as jq
 from db import masks as mq
 from db import runs as rq
+from db.auth import system_actor
 from db.models import Image, JobStatus, Mask, RegionOfInterest
 from engine.config import config_from_run
 from engine.errors import UserError
@@ -184,7 +185,7 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
             auto = result.auto_threshold
             tq.save_threshold(
                 s, run_id, base_id=None, check_base=False, image_threshold=auto["image"],
-                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"), set_by=tq.AUTO,
+                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"), actor=system_actor(tq.AUTO),
                 evaluation_id=evaluation_id, note=f"automatic after evaluation {evaluation_id}",
             )
     report(1.0, "evaluation done", 0.0, force=True)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db import datasets as dq
 from db import masks as mq
+from db.auth import Actor
 from db.models import Image
 from engine.intake.images import read_mask
 from engine.intake.importer import ImportPlan, ScannedImage, Skipped
@@ -51,7 +52,8 @@ def _bucket(img: ScannedImage) -> str:
     return f"{img.split}_{img.label}"
 
 
-def _add_imported_mask(session: Session, masks_root: Path, image: Image, scanned: ScannedImage) -> bool:
+def _add_imported_mask(session: Session, masks_root: Path, image: Image, scanned: ScannedImage,
+                       actor: Actor) -> bool:
     """Store the folder's mask as a new version unless that content is already a version."""
     if scanned.mask_path is None or scanned.mask_sha256 is None:
         return False
@@ -63,13 +65,14 @@ def _add_imported_mask(session: Session, masks_root: Path, image: Image, scanned
     current = mq.current_mask(session, image.id)
     mq.add_mask_version(
         session, image.id, base_version=current.version if current else None, source="imported",
-        author="import", path=str(path), sha256=sha, pixels=pixels,
+        actor=actor, path=str(path), sha256=sha, pixels=pixels,
     )
     return True
 
 
-def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: str) -> ImportReport:
-    """Add the plan's images to dataset `name`; re-importing the same files adds nothing.
+def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: str, actor: Actor) -> ImportReport:
+    """Add the plan's images to dataset `name` for `actor` (who must be allowed to import, checked
+    by the callers in engine.services.imports); re-importing the same files adds nothing.
 
     A file already registered under another path with the same content is a duplicate, unless
     the old path is gone (the folder moved): then the record follows the file.
@@ -98,7 +101,7 @@ def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: st
                 session.add(existing)
                 session.flush()
                 report.imported[_bucket(scanned)] += 1
-        if _add_imported_mask(session, masks_root, existing, scanned):
+        if _add_imported_mask(session, masks_root, existing, scanned, actor):
             report.imported["masks"] += 1
     return report
 

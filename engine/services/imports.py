@@ -19,7 +19,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import audit
 from db import datasets as dq
+from db.auth import Actor, Permission, require
 from engine.errors import UserError
 from engine.intake.importer import ImportPlan, Skipped, ensure_allowed_root, scan_folder
 from engine.intake.uploads import extract_zip, find_dataset_root, sanitize_name, save_uploaded_files
@@ -48,9 +50,11 @@ def check_dataset_name(name: str) -> str:
 
 
 def import_folder(ws: Workspace, sessions: sessionmaker[Session], folder: str, name: str,
-                  layout: str = "auto", roots: list[Path] | None = None) -> dict[str, Any]:
+                  layout: str = "auto", roots: list[Path] | None = None, *, actor: Actor) -> dict[str, Any]:
     """Scan and register a folder (only under `roots` when given: the dashboard passes
-    ws.import_roots). Raises UserError; NoUsableImages when nothing in it can be imported."""
+    ws.import_roots) for `actor` (engineer or above). Raises UserError; NoUsableImages when
+    nothing in it can be imported; PermissionDenied before anything is read."""
+    require(actor, Permission.IMPORT, f"import into dataset {name.strip()!r}")
     if not folder.strip():
         raise UserError("enter the folder to import")
     root = Path(folder.strip()).expanduser()
@@ -62,8 +66,15 @@ def import_folder(ws: Workspace, sessions: sessionmaker[Session], folder: str, n
     if not plan.images:
         raise NoUsableImages(str(root), plan.layout, plan.skipped)
     with sessions.begin() as s:
-        report = register_plan(s, ws.masks_dir, plan, name)
-    return report.as_dict()
+        report = register_plan(s, ws.masks_dir, plan, name, actor)
+        result = report.as_dict()
+        audit.record(s, actor, audit.IMPORT, f"dataset {name}", _audit_details(result, folder=str(root)))
+    return result
+
+
+def _audit_details(report: dict[str, Any], **extra: str) -> dict[str, Any]:
+    return extra | {"layout": report["layout"], "imported": report["imported"], "unchanged": report["unchanged"],
+                    "updated": len(report["updated"]), "skipped": len(report["skipped"])}
 
 
 def _batch_dir(ws: Workspace, name: str) -> Path:
@@ -86,13 +97,15 @@ def _prefixed(skipped: list[Skipped], prefix: str) -> list[Skipped]:
 
 def import_uploads(ws: Workspace, sessions: sessionmaker[Session], name: str,
                    files: list[tuple[str, bytes]], split: str | None = None,
-                   label: str = "unknown") -> dict[str, Any]:
-    """Save browser uploads under uploads/<dataset>/<batch>/ and register them.
+                   label: str = "unknown", *, actor: Actor) -> dict[str, Any]:
+    """Save browser uploads under uploads/<dataset>/<batch>/ and register them for `actor`
+    (engineer or above; refused before anything is written).
 
     Loose images form one flat folder (given `split`/`label`); each zip is extracted to its own
     folder and scanned with layout auto-detection (a zipped seed/mvtec dataset keeps its labels;
     a zip of loose images gets `split`/`label` too). Raises UserError when nothing is usable.
     """
+    require(actor, Permission.IMPORT, f"upload images into dataset {name.strip()!r}")
     name = check_dataset_name(name)
     if not files:
         raise UserError("choose at least one image or zip file to upload")
@@ -127,12 +140,15 @@ def import_uploads(ws: Workspace, sessions: sessionmaker[Session], name: str,
     reports: list[ImportReport] = []
     with sessions.begin() as s:
         for plan, prefix in usable:
-            report = register_plan(s, ws.masks_dir, plan, name)
+            report = register_plan(s, ws.masks_dir, plan, name, actor)
             report.skipped = _prefixed(report.skipped, prefix)
             reports.append(report)
             ds = dq.get_dataset(s, name)
             dq.mark_source(s, ds.id, [str(i.path) for i in plan.images], "upload")
-    return _merge(name, reports, skipped)
+        result = _merge(name, reports, skipped)
+        audit.record(s, actor, audit.UPLOAD, f"dataset {name}",
+                     _audit_details(result, files=", ".join(n for n, _ in files)[:500]))
+    return result
 
 
 def _merge(name: str, reports: list[ImportReport], extra_skipped: list[Skipped]) -> dict[str, Any]:

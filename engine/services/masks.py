@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from db import datasets as dq
 from db import masks as mq
+from db.auth import Actor, Permission, require
 from db.errors import StaleEditError
 from engine.errors import ConflictError
 from engine.intake.maskfiles import image_mask_dir, roi_dir, write_mask_file
@@ -20,13 +21,14 @@ from engine.intake.maskfiles import image_mask_dir, roi_dir, write_mask_file
 
 def save_mask(
     session: Session, masks_root: Path, image_id: int, mask: np.ndarray | None, *,
-    base_version: int | None, author: str, source: str = "drawn",
+    base_version: int | None, actor: Actor, source: str = "drawn",
 ) -> int:
     """Save an edited mask as a new version; None or an empty mask records "no defect".
 
-    Raises ConflictError if someone saved this image's mask since `base_version` was loaded.
-    Returns the new version number.
+    Raises ConflictError if someone saved this image's mask since `base_version` was loaded,
+    PermissionDenied unless `actor` may annotate. Returns the new version number.
     """
+    require(actor, Permission.ANNOTATE, f"save the mask of image {image_id}")  # before writing a file
     image = dq.get_image(session, image_id)
     path = sha = None
     pixels = 0
@@ -38,7 +40,7 @@ def save_mask(
         path = str(file)
     try:
         row = mq.add_mask_version(
-            session, image_id, base_version=base_version, author=author, path=path, sha256=sha,
+            session, image_id, base_version=base_version, actor=actor, path=path, sha256=sha,
             pixels=pixels, source=source if pixels else "cleared",
         )
     except StaleEditError as exc:
@@ -50,9 +52,10 @@ def save_mask(
 
 def save_roi(
     session: Session, masks_root: Path, dataset_id: int, roi: np.ndarray | None, *,
-    base_version: int | None, author: str,
+    base_version: int | None, actor: Actor,
 ) -> int:
     """Save the dataset's region of interest (None removes it) as a new version."""
+    require(actor, Permission.ROI, f"change the region of interest of dataset {dataset_id}")
     path = sha = None
     height = width = None
     if roi is not None:
@@ -61,7 +64,7 @@ def save_roi(
         file, sha, _ = write_mask_file(roi_dir(masks_root, dataset_id), roi)
         path, (height, width) = str(file), roi.shape
     try:
-        row = mq.add_roi_version(session, dataset_id, base_version=base_version, author=author,
+        row = mq.add_roi_version(session, dataset_id, base_version=base_version, actor=actor,
                                  path=path, sha256=sha, width=width, height=height)
     except StaleEditError as exc:
         if path:

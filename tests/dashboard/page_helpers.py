@@ -1,4 +1,9 @@
-"""Helpers for AppTests of the dashboard pages (through the real router, so page links work)."""
+"""Helpers for AppTests of the dashboard pages (through the real router, so page links work).
+
+Pages need a signed-in session: `open_page` signs in as a fresh account of the given role
+(`signed_in`), through the same sign-in function the form calls, and hands the session's token
+to the app the way the form does (st.session_state).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,30 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import REPO
 
 ROUTER = str(REPO / "streamlit_app.py")
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def signed_in(role: str = "admin", name: str | None = None) -> dict[str, Any]:
+    """Session state of a browser tab signed in as `name` (default "test-<role>", created with
+    `role` if missing) in the workspace of PREFILTER_QA_HOME."""
+    from dashboard.state import AUTH_TOKEN
+    from engine.services import accounts
+
+    factory = sessions()
+    name = name or f"test-{role}"
+    if not any(u["name"] == name for u in accounts.list_users(factory)):
+        accounts.add_user(factory, accounts.local_actor("test setup"), name, role, TEST_PASSWORD, must_change=False)
+    return {AUTH_TOKEN: accounts.sign_in(factory, name, TEST_PASSWORD).token}
 
 
 def open_page(page: str, *, query: dict[str, str] | None = None, session: dict[str, Any] | None = None,
-              timeout: float = 60) -> AppTest:
-    """Run the router showing `dashboard/pages/<page>.py`; fails on any exception in the page."""
+              timeout: float = 60, role: str | None = "admin", user: str | None = None) -> AppTest:
+    """Run the router showing `dashboard/pages/<page>.py` signed in as `user` (default
+    "test-<role>") with `role` (None: not signed in); fails on any exception in the page."""
     at = AppTest.from_file(ROUTER, default_timeout=timeout)
     for k, v in (query or {}).items():
         at.query_params[k] = v
-    for k, v in (session or {}).items():
+    for k, v in ((signed_in(role, user) if role else {}) | (session or {})).items():
         at.session_state[k] = v
     at.switch_page(f"dashboard/pages/{page}.py")
     at.run()

@@ -11,6 +11,7 @@ import pytest
 
 from db import decisions as tq
 from db import runs as rq
+from db.auth import system_actor
 from tests.conftest import TrainedWorkspace, copy_workspace
 from tests.dashboard.page_helpers import sessions
 
@@ -53,7 +54,7 @@ def set_threshold(run_id: int, value: float, by: str = "someone", band: tuple[fl
     with sessions().begin() as s:
         cur = tq.active_threshold(s, run_id)
         row = tq.save_threshold(s, run_id, base_id=cur.id if cur else None, image_threshold=value,
-                                pixel_threshold=cur.pixel_threshold if cur else None, review_band=band, set_by=by, note=f"set by {by}", rule="manual")
+                                pixel_threshold=cur.pixel_threshold if cur else None, review_band=band, actor=system_actor(by), note=f"set by {by}", rule="manual")
         return row.id
 
 

@@ -19,11 +19,18 @@ from dashboard.widgets import canvas as canvas_module
 from dashboard.widgets.annotate_view import MAX_CANVAS, canvas_size, geometry
 from db import datasets as dq
 from db import masks as mq
-from engine.annotation.rasterise import ERASER_FILL, ERASER_STROKE, PAINT_FILL, PAINT_STROKE
+from db.auth import system_actor
+from engine.annotation.rasterise import (
+    ERASER_FILL,
+    ERASER_STROKE,
+    PAINT_FILL,
+    PAINT_STROKE,
+)
 from engine.intake.maskfiles import load_mask_file
 from engine.services.masks import save_mask
 from engine.services.store import open_workspace
 from tests.conftest import REPO, cli
+from tests.dashboard.page_helpers import signed_in
 
 PAGE = "dashboard/pages/annotate.py"
 
@@ -86,9 +93,16 @@ def stored(home: Path, image_id: int) -> np.ndarray:
         return load_mask_file(m.path if m else None, (img.height, img.width))
 
 
-def open_page(image_id: int, *, queue: list[int] | None = None, name: str = "alice") -> AppTest:
+def signed_in_app(name: str = "alice") -> AppTest:
+    """The router with `name` signed in as an annotator (who may save masks and labels)."""
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
-    at.session_state["user"] = name
+    for k, v in signed_in("annotator", name).items():
+        at.session_state[k] = v
+    return at
+
+
+def open_page(image_id: int, *, queue: list[int] | None = None, name: str = "alice") -> AppTest:
+    at = signed_in_app(name)
     at.session_state[ANNOTATE_IMAGE] = image_id
     if queue is not None:
         at.session_state[ANNOTATE_QUEUE] = queue
@@ -135,7 +149,7 @@ def test_conflicting_save_is_shown_and_not_written(workspace: Path, fake_canvas:
     with sessions.begin() as s:  # someone else saves meanwhile
         base = mq.current_mask(s, image)
         save_mask(s, ws.masks_dir, image, box(40, 50, 40, 50), base_version=base.version if base else None,
-                  author="bob")
+                  actor=system_actor("bob"))
     n = len(versions(workspace, image))
     click(at, "annotate_save")
     assert len(versions(workspace, image)) == n  # nothing written
@@ -154,7 +168,7 @@ def test_load_theirs_discards_my_strokes(workspace: Path, fake_canvas: Canvas) -
     ws, sessions = open_workspace(str(workspace))
     with sessions.begin() as s:
         base = mq.current_mask(s, image)
-        save_mask(s, ws.masks_dir, image, box(1, 2, 1, 2), base_version=base.version if base else None, author="bob")
+        save_mask(s, ws.masks_dir, image, box(1, 2, 1, 2), base_version=base.version if base else None, actor=system_actor("bob"))
     click(at, "annotate_save")
     fake_canvas.objects = []  # the canvas remounts empty
     click(at, f"annotate_theirs_{image}")
@@ -228,7 +242,7 @@ def test_no_defect_clears_the_mask_and_labels_ok(workspace: Path, fake_canvas: C
 
 def test_query_param_opens_an_image_and_unknown_ids_are_reported(workspace: Path, fake_canvas: Canvas) -> None:
     image = nok_ids(workspace)[5]
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = signed_in_app()
     at.query_params["image"] = str(image)
     at.switch_page(PAGE).run()
     assert not at.exception and at.session_state["_annotate_current"] == image
@@ -244,7 +258,7 @@ def test_a_newer_version_saved_while_open_is_offered_not_forced(workspace: Path,
     ws, sessions = open_workspace(str(workspace))
     with sessions.begin() as s:
         base = mq.current_mask(s, image)
-        save_mask(s, ws.masks_dir, image, box(0, 3, 0, 3), base_version=base.version if base else None, author="bob")
+        save_mask(s, ws.masks_dir, image, box(0, 3, 0, 3), base_version=base.version if base else None, actor=system_actor("bob"))
     at.run()
     assert fake_canvas.calls[-1]["key"] in keys  # same canvas: a stroke being drawn is not thrown away
     assert any("newer mask" in i.value and "bob" in i.value for i in at.info)
@@ -284,14 +298,14 @@ def test_false_negative_queue_of_a_run(tmp_path: Path, trained_workspace: Any, f
         ev = rq.latest_evaluation(s, run)
         nok = {r.image_id: r.score for r in rq.evaluation_scores(s, ev.id) if r.label == "nok"}
         threshold = float(np.median(list(nok.values())))  # half the NOK images become misses
-        dd.save_threshold(s, run, base_id=dd.active_threshold(s, run).id, image_threshold=threshold, set_by="test")
+        dd.save_threshold(s, run, base_id=dd.active_threshold(s, run).id, image_threshold=threshold, actor=system_actor("test"))
         dataset_id = rq.get_run(s, run).dataset_id
     expected = sorted((i for i, v in nok.items() if v < threshold), key=lambda i: (nok[i], i))
     assert expected
     with sessions() as s:
         assert mq.annotation_queue(s, dataset_id, "false_negatives", run) == expected
         assert mq.annotation_queue(s, dataset_id, "false_negatives", None) == []
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = signed_in_app()
     at.query_params["queue"] = "false_negatives"
     at.query_params["run"] = str(run)
     at.switch_page(PAGE).run()

@@ -8,6 +8,7 @@ import pytest
 
 from dashboard.state import SELECTED_RUN
 from db import jobs as jq
+from db.auth import system_actor
 from engine.jobs.queue import submit_train
 from tests.conftest import TrainedWorkspace, copy_workspace
 from tests.dashboard.page_helpers import assert_ok, open_page, sessions, texts
@@ -22,7 +23,7 @@ def ws(trained_workspace: TrainedWorkspace, tmp_path: Path, monkeypatch: pytest.
 
 def _queue(created_by: str = "test") -> int:
     with sessions().begin() as s:
-        job, _ = submit_train(s, dataset="tiny", model="dfr", overrides={"epochs": "1"}, created_by=created_by)
+        job, _ = submit_train(s, dataset="tiny", model="dfr", overrides={"epochs": "1"}, actor=system_actor(created_by))
         return job.id
 
 
@@ -65,7 +66,7 @@ def test_running_job_progress_and_eta_follow_the_database(ws: TrainedWorkspace) 
 
 def test_cancel_a_queued_job_then_retry_it(ws: TrainedWorkspace) -> None:
     job_id = _queue(created_by="cli")
-    at = open_page("jobs", session={"user": "erika"})
+    at = open_page("jobs", user="erika")
     assert "Running and queued (1)" in texts(at) and "waiting for a worker" in " ".join(
         p.proto.text for p in at.get("progress"))
     _click(at, "Cancel")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from db.auth import system_actor
 from engine.jobs.queue import submit_train
 from tests.conftest import TrainedWorkspace, cli, copy_workspace
 from tests.dashboard.page_helpers import import_tiny, open_page, sessions, texts
@@ -29,7 +30,7 @@ def test_runs_with_metrics_thresholds_and_active_jobs(trained_workspace: Trained
     home = copy_workspace(trained_workspace.home, tmp_path / "ws")
     monkeypatch.setenv("PREFILTER_QA_HOME", str(home))
     with sessions().begin() as s:
-        job, _ = submit_train(s, dataset="tiny", model="ae", overrides={"epochs": "1"}, created_by="erika")
+        job, _ = submit_train(s, dataset="tiny", model="ae", overrides={"epochs": "1"}, actor=system_actor("erika"))
     at = open_page("overview")
     runs = at.dataframe[1].value
     info = json.loads(cli("runs", str(trained_workspace.dfr_run), "--json", home=home).stdout)

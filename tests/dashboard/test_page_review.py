@@ -33,7 +33,7 @@ def flagged(trained_copy: Copy) -> tuple[int, np.ndarray, np.ndarray]:
 
 
 def _open(run: int):  # type: ignore[no-untyped-def]
-    return open_page("review", session={SELECTED_RUN: run, "user": "rita"})
+    return open_page("review", session={SELECTED_RUN: run}, user="rita")
 
 
 def _reviews(image_id: int) -> list[tuple[str, str, bool, int | None]]:

@@ -16,7 +16,7 @@ from tests.dashboard.qa_helpers import Copy, scores_of, set_threshold, trained_c
 
 
 def _open(run: int, user: str = "erika"):  # type: ignore[no-untyped-def]
-    return open_page("thresholds", session={SELECTED_RUN: run, "user": user})
+    return open_page("thresholds", session={SELECTED_RUN: run}, user=user)
 
 
 def _k(run: int, name: str) -> str:

@@ -40,7 +40,7 @@ def test_preset_values_and_help_are_shown(tiny_ws: Path) -> None:
 
 
 def test_launch_queues_a_job_with_only_the_changed_fields(tiny_ws: Path) -> None:
-    at = open_page("train", session={"user": "erika"})
+    at = open_page("train", user="erika")
     at.number_input(key="train_cfg_dfr_dfr_epochs").set_value(1)
     at.number_input(key="train_cfg_dfr_dfr_input_size").set_value(64)
     at.number_input(key="train_cfg_dfr_dfr_map_size").set_value(16)

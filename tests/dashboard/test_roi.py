@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.widgets.roi import MAX_CANVAS as ROI_CANVAS
 from db import datasets as dq
 from db import masks as mq
+from db.auth import system_actor
 from engine.intake.maskfiles import load_mask_file
 from engine.services.masks import save_roi
 from engine.services.store import open_workspace
@@ -116,7 +117,7 @@ def test_concurrent_save_is_a_conflict(home: Path, dataset: int, fake_canvas: Ca
     at.run()
     ws, sessions = open_workspace(str(home))
     with sessions.begin() as s:
-        save_roi(s, ws.masks_dir, dataset, expected((0, 64, 0, 64)), base_version=None, author="dave")
+        save_roi(s, ws.masks_dir, dataset, expected((0, 64, 0, 64)), base_version=None, actor=system_actor("dave"))
     click(at, f"roi_save_{dataset}")
     version, mask, author = roi(home, dataset)
     assert (version, author) == (1, "dave") and mask.all()

@@ -12,6 +12,7 @@ from db import datasets as dq
 from db import decisions as tq
 from db import masks as mq
 from db import runs as rq
+from db.auth import system_actor
 from db.errors import StaleEditError
 from db.models import Image
 from engine.errors import ConflictError
@@ -34,16 +35,16 @@ def test_mask_versions_never_overwrite_and_conflict(sessions, tmp_path: Path) ->
     m1 = np.zeros((6, 8), bool)
     m1[1:3, 2:5] = True
     with sessions.begin() as s:
-        assert save_mask(s, masks_root, 1, m1, base_version=None, author="ann") == 1
+        assert save_mask(s, masks_root, 1, m1, base_version=None, actor=system_actor("ann")) == 1
     m2 = m1.copy()
     m2[4, 7] = True
     with sessions.begin() as s:
-        assert save_mask(s, masks_root, 1, m2, base_version=1, author="bob") == 2
+        assert save_mask(s, masks_root, 1, m2, base_version=1, actor=system_actor("bob")) == 2
     # a save that started from version 1 while bob saved version 2: conflict, nothing stored
     files_before = sorted(masks_root.rglob("*.png"))
     with pytest.raises(ConflictError, match="version 2 by bob"):
         with sessions.begin() as s:
-            save_mask(s, masks_root, 1, m1, base_version=1, author="ann")
+            save_mask(s, masks_root, 1, m1, base_version=1, actor=system_actor("ann"))
     assert sorted(masks_root.rglob("*.png")) == files_before
     with sessions.begin() as s:
         history = mq.mask_history(s, 1)
@@ -51,26 +52,26 @@ def test_mask_versions_never_overwrite_and_conflict(sessions, tmp_path: Path) ->
         assert np.array_equal(load_mask_file(history[1].path, (6, 8)), m1)
         assert np.array_equal(load_mask_file(history[0].path, (6, 8)), m2)
     with sessions.begin() as s:  # clearing is a version too
-        assert save_mask(s, masks_root, 1, None, base_version=2, author="ann") == 3
+        assert save_mask(s, masks_root, 1, None, base_version=2, actor=system_actor("ann")) == 3
         assert mq.current_mask(s, 1).source == "cleared" and mq.current_mask(s, 1).pixels == 0
 
 
 def test_mask_of_wrong_size_is_refused(sessions, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mask is 4×4 but image 1 is 8×6"):
         with sessions.begin() as s:
-            save_mask(s, tmp_path, 1, np.ones((4, 4), bool), base_version=None, author="x")
+            save_mask(s, tmp_path, 1, np.ones((4, 4), bool), base_version=None, actor=system_actor("x"))
 
 
 def test_threshold_history_and_conflict(sessions) -> None:
     with sessions.begin() as s:
         run = rq.create_run(s, dataset_id=1, model="dfr", preset="dfr", config={})
-        auto = tq.save_threshold(s, run.id, base_id=None, image_threshold=0.4, set_by="auto")
+        auto = tq.save_threshold(s, run.id, base_id=None, image_threshold=0.4, actor=system_actor("auto"))
     with sessions.begin() as s:
-        mine = tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.5, set_by="ann",
+        mine = tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.5, actor=system_actor("ann"),
                                  review_band=(0.55, 0.45), note="tighter")
     with pytest.raises(StaleEditError):
         with sessions.begin() as s:
-            tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.6, set_by="bob")
+            tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.6, actor=system_actor("bob"))
     with sessions.begin() as s:
         assert tq.active_threshold(s, run.id).id == mine.id
         d = tq.threshold_dict(tq.active_threshold(s, run.id))

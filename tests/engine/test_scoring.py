@@ -9,6 +9,7 @@ import numpy as np
 
 from db import connect
 from db import decisions as tq
+from db.auth import system_actor
 from db.models import Prediction
 from tests import fixtures_files as ff
 from tests.conftest import cli, copy_workspace
@@ -29,7 +30,7 @@ def test_predict_applies_the_active_threshold_and_reports_bad_files(trained_work
     with sessions.begin() as s:
         base = tq.active_threshold(s, run_id).id
         tq.save_threshold(s, run_id, base_id=base, image_threshold=mid, review_band=(mid, hi),
-                          set_by="qa", note="test band")
+                          actor=system_actor("qa"), note="test band")
     out = cli("predict", "--run", str(run_id), *map(str, images), str(broken), "--json", home=home)
     rows = json.loads(out.stdout)
     assert [r["path"] for r in rows] == [*map(str, images), str(broken)]

@@ -15,6 +15,7 @@ import pytest
 
 from db import connect
 from db import jobs as jq
+from db.auth import system_actor
 from db.models import utcnow
 from engine.workspace import FEATURE_CACHE_NAME
 from tests.conftest import REPO, TINY_AE, TINY_DFR, cli
@@ -170,7 +171,7 @@ def test_region_of_interest_reaches_training_and_evaluation(tiny_home: Path) -> 
     roi = np.zeros((64, 64), bool)  # drawn at image size; the model's input is smaller here
     roi[:, :32] = True
     with sessions.begin() as s:
-        save_roi(s, tiny_home / "masks", dq.get_dataset(s, "tiny").id, roi, base_version=None, author="qa")
+        save_roi(s, tiny_home / "masks", dq.get_dataset(s, "tiny").id, roi, base_version=None, actor=system_actor("qa"))
     sets = ["input_size=32" if x.startswith("input_size") else x for x in TINY_AE]
     run = json.loads(cli(*_train_args(sets), "--wait", home=tiny_home).stdout)
     assert run["status"] == "succeeded"
