@@ -36,6 +36,7 @@ chromium:
 
 run: install
 	$(VENV)/bin/prefilter-qa demo
+	$(VENV)/bin/prefilter-qa users init --address $(HOST) --url http://$(HOST):$(PORT)
 	@set -e; $(VENV)/bin/prefilter-qa worker & WORKER=$$!; \
 	trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) \
