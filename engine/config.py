@@ -52,6 +52,13 @@ class _Common:
                                          "(thesis: 15 %).")
     holdout_share: float = setting(0.1, "Share of OK training images held out for the OK-only threshold.")
     target_frr: float = setting(0.01, "False-reject rate the OK-only threshold aims at on held-out OK images.")
+    auto_threshold: str = setting("f1_max", "Threshold stored after an evaluation (until someone saves one): "
+                                  "'f1_max' (best F1 on the test images; OK-only without NOK images), 'ok_only' "
+                                  "(held-out OK images at target_frr) or 'zero_escape' (the lowest NOK score). "
+                                  "A retrain carries its parent's rule.", ("f1_max", "ok_only", "zero_escape"))
+    auto_review_band: bool = setting(False, "Store the automatic threshold with the suggested review band "
+                                     "(REVIEW from the held-out OK scores' 95th percentile, NOK from the NOK "
+                                     "scores' 10th). A retrain carries its parent's band.")
     amp: bool = setting(True, "Mixed precision on CUDA (ignored on CPU).")
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ LABELS = {
     "weight_decay": "Weight decay", "stages": "Backbone stages", "position_norm": "Z-score per position",
     "stage_norm": "Z-score per stage", "stage_combine": "Combine stages by", "train_positions": "Positions per step",
     "image_median": "Subtract image median", "score_combine": "Score: combine stages by",
+    "auto_threshold": "Automatic threshold rule", "auto_review_band": "Automatic review band",
 }
 
 

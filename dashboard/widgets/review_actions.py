@@ -78,14 +78,15 @@ def same_config_overrides(run: Run) -> dict[str, Any]:
     return {k: v for k, v in run.config.items() if k not in NOT_CONFIG and base.get(k) != v}
 
 
-def retrain(session: Session, run_id: int, actor: Actor) -> tuple[int, int]:
+def retrain(session: Session, run_id: int, actor: Actor, extra: dict[str, Any] | None = None) -> tuple[int, int]:
     """Queue a new run with the same model, preset and config on the dataset as it is now
-    (corrected labels, moved images, new masks), linked to its parent; (job id, run id)."""
+    (corrected labels, moved images, new masks), linked to its parent; (job id, run id).
+    `extra`: overrides on top (the threshold policy carried from the review, a new target FRR)."""
     parent = rq.get_run(session, run_id)
     n = len(tq.reviews_for_run(session, run_id))
     job, run = submit_train(
         session, dataset=parent.dataset_id, model=parent.model, preset=parent.preset,
-        overrides=same_config_overrides(parent), actor=actor, parent_run_id=parent.id,
+        overrides=same_config_overrides(parent) | (extra or {}), actor=actor, parent_run_id=parent.id,
         note=f"retrain of run #{parent.id} with {n} review outcome(s)")
     return job.id, run.id
 

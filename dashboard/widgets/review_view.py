@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from dashboard.state import ANNOTATE_IMAGE, ANNOTATE_QUEUE, SELECTED_RUN, actor, can, role_note, sessions
 from dashboard.widgets.results_data import EvalData
 from dashboard.widgets.review_actions import OPENS_ANNOTATE, Mark, children, record_outcome, retrain
+from dashboard.widgets.review_retrain import retrain_preview_ui
 from dashboard.widgets.run_picker import COMPARE_KEY
 from db.auth import Permission
 from db.errors import PermissionDenied
@@ -18,6 +21,7 @@ GOTO_ANNOTATE = "review_goto_annotate"  # (image id, queue ids) set by a callbac
 ANNOTATE_PAGE = "dashboard/pages/annotate.py"
 RESULTS_PAGE = "dashboard/pages/results.py"
 GOTO_RESULTS = "review_goto_results"
+PREVIEW = "review_retrain_preview_{}"  # the retrain's settings are shown (checked before launching)
 
 
 def flash(kind: str, message: str) -> None:
@@ -101,16 +105,22 @@ def actions_ui(data: EvalData, i: int, outcome: str, *, run_id: int, order: list
     st.text_input("Note (optional)", key=f"review_note_{image_id}", placeholder="what you saw")
 
 
-def _on_retrain(run_id: int) -> None:
+def _on_retrain(run_id: int, extra: dict[str, Any] | None = None) -> None:
     try:
         with sessions().begin() as s:
-            job_id, new_run = retrain(s, run_id, actor())
+            job_id, new_run = retrain(s, run_id, actor(), extra)
     except (UserError, PermissionDenied) as e:
         st.session_state[RETRAIN_FLASH] = ("error", f"Could not start the retrain: {e}")
         return
+    st.session_state[PREVIEW.format(run_id)] = False
     st.session_state[RETRAIN_FLASH] = ("success", f"Queued training job #{job_id}: run #{new_run}, retrained from run #{run_id} with the "
                      "corrected labels. Follow it on Jobs; when it has finished, Results compares the two "
                      "on their common test images.")
+
+
+def _toggle_preview(run_id: int) -> None:
+    key = PREVIEW.format(run_id)
+    st.session_state[key] = not st.session_state.get(key)
 
 
 def _on_compare(child: int, parent: int) -> None:
@@ -121,8 +131,13 @@ def retrain_ui(run_id: int, n_reviews: int) -> None:
     """Launch the retrain (same model, preset and config) and list earlier retrains of this run."""
     st.markdown(f"{n_reviews} review outcome(s) recorded for this run. Retraining uses the dataset "
                 "as it is now: corrected labels, images moved to training, new masks.")
-    st.button("Retrain with corrections", type="primary", icon=":material/model_training:",
-              key=f"review_retrain_{run_id}", on_click=_on_retrain, args=(run_id,), disabled=not can(Permission.JOBS))
+    st.button("Retrain with corrections…", type="primary", icon=":material/model_training:",
+              key=f"review_retrain_{run_id}", on_click=_toggle_preview, args=(run_id,), disabled=not can(Permission.JOBS),
+              help="Shows the new run's settings, data and threshold policy; nothing starts before you launch it.")
+    if st.session_state.get(PREVIEW.format(run_id)):
+        extra = retrain_preview_ui(run_id)
+        st.button("Launch the retrain", type="primary", icon=":material/play_arrow:", key=f"review_retrain_go_{run_id}",
+                  on_click=_on_retrain, args=(run_id, extra), disabled=not can(Permission.JOBS))
     role_note(Permission.JOBS, "launch a retrain (engineer or admin)")
     done = st.session_state.pop(RETRAIN_FLASH, None)
     if done:

@@ -58,7 +58,7 @@ class EvalResult:
     metrics: dict
     images: list[ImageScore]
     holdout_scores: list[float]
-    auto_threshold: dict  # {"image", "pixel", "rule": "f1_max" | "ok_only" | None}
+    auto_threshold: dict  # {"image", "pixel", "rule": "f1_max" | "ok_only" | "zero_escape" | None, "band"}
     seconds: float
     failed: list[tuple[str, str]]  # (path, reason): unreadable images, unusable masks
 
@@ -220,6 +220,8 @@ def evaluate_run(checkpoint: Path, items: Sequence[EvalItem], out_dir: Path,
                                   "ok_quantile_source": "holdout" if hold.scan.n_maps else
                                   ("test_ok" if ok_scan.n_maps else None)}
     auto = _auto_threshold(metrics, pixel.f1_threshold if pixel else None, px_q)
+    auto = _apply_policy(auto, config, metrics, [items[i].label == "nok" for i in done_idx],
+                         [test.scores[i] for i in done_idx], holdout_scores)
     metrics["auto_threshold"] = auto
     metrics["failed"] = [{"path": p, "reason": r} for p, r in failed]
     seconds = time.perf_counter() - t0
@@ -276,6 +278,25 @@ def _auto_threshold(metrics: dict, pixel_f1: float | None, pixel_q: float | None
     return {"image": image, "pixel": pixel_f1 if pixel_f1 is not None else pixel_q, "rule": rule,
             "pixel_rule": "pixel_f1_max" if pixel_f1 is not None else
             (f"ok_pixel_quantile_{PIXEL_OK_QUANTILE}" if pixel_q is not None else None)}
+
+
+def _apply_policy(auto: dict, config: object, metrics: dict, y_nok: list[bool], scores: list[float],
+                  holdout: list[float]) -> dict:
+    """The run's threshold policy (config.auto_threshold, auto_review_band; a retrain carries its
+    parent's) on top of the default automatic threshold; "band" is (lo, hi) or None."""
+    from engine.evaluation.decisions import suggest_band
+
+    rule = getattr(config, "auto_threshold", "f1_max")
+    y, s = np.asarray(y_nok, bool), np.asarray(scores, np.float64)
+    if rule == "zero_escape" and y.any():
+        auto = auto | {"image": float(s[y].min()), "rule": "zero_escape"}
+    elif rule == "ok_only" and metrics.get("ok_only_threshold") is not None:  # at config.target_frr
+        auto = auto | {"image": float(metrics["ok_only_threshold"]), "rule": "ok_only"}
+    band = None
+    if getattr(config, "auto_review_band", False) and auto["image"] is not None and s.size:
+        b = suggest_band(auto["image"], y, s, np.asarray(holdout, np.float64) if len(holdout) else None)
+        band = (b.low, b.high)
+    return auto | {"band": band}
 
 
 def _write_outputs(out_dir: Path, items: list[EvalItem], test: _Scanned, metrics: dict) -> None:

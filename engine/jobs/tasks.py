@@ -185,7 +185,8 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
             auto = result.auto_threshold
             tq.save_threshold(
                 s, run_id, base_id=None, check_base=False, image_threshold=auto["image"],
-                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"), actor=system_actor(tq.AUTO),
+                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"),
+                review_band=auto.get("band"), actor=system_actor(tq.AUTO),
                 evaluation_id=evaluation_id, note=f"automatic after evaluation {evaluation_id}",
             )
     report(1.0, "evaluation done", 0.0, force=True)

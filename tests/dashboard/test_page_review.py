@@ -109,7 +109,13 @@ def test_retrain_with_corrections_queues_a_linked_run(flagged: tuple[int, np.nda
     at = _open(run)
     at.checkbox(key=f"review_move_{int(fp[0])}").check()
     at.button(key=f"review_ok_{int(fp[0])}").click().run()
-    at.button(key=f"review_retrain_{run}").click().run()
+    at.button(key=f"review_retrain_{run}").click().run()  # first the settings, nothing queued yet
+    assert_ok(at)
+    with sessions().begin() as s:
+        assert not rq.child_runs(s, run)
+    shown = texts(at)
+    assert "New run:" in shown and "OK training images" in shown and "First threshold:" in shown
+    at.button(key=f"review_retrain_go_{run}").click().run()
     assert_ok(at)
     with sessions().begin() as s:
         parent = rq.get_run(s, run)
@@ -118,11 +124,13 @@ def test_retrain_with_corrections_queues_a_linked_run(flagged: tuple[int, np.nda
         assert len(jobs) == 1 and jobs[0].kind == "train" and jobs[0].status == "queued"
         assert child.parent_run_id == run and child.created_by == "rita"
         assert (child.model, child.preset) == (parent.model, parent.preset)
-        assert {k: v for k, v in child.config.items()} == parent.config
+        # the same settings; the reviewed threshold's rule (set by hand here: not carried) and band (none)
+        assert child.config == parent.config and child.config["auto_review_band"] is False
         assert int(fp[0]) in child.snapshot["train"] + child.snapshot["holdout"]
         assert int(fp[0]) not in child.snapshot["test"]
     assert f"Queued training job #{jobs[0].id}" in texts(at)
     assert f"Run **#{child.id}** retrained from this one" in texts(at)
+
 
 def test_images_in_the_review_band_are_their_own_queue(trained_copy: Copy) -> None:
     run = trained_copy.ae_run
@@ -158,3 +166,23 @@ def test_no_band_says_where_to_switch_it_on(trained_copy: Copy) -> None:
     at.radio(key="review_kind").set_value("REVIEW").run()
     assert_ok(at)
     assert any("switch it on on the Thresholds page" in i.value for i in at.info)
+
+
+def test_retrain_carries_the_reviewed_threshold_policy(trained_copy: Copy) -> None:
+    run = trained_copy.dfr_run
+    sc = scores_of(run)
+    with sessions().begin() as s:  # the reviewed threshold: OK-only with a review band
+        cur = tq.active_threshold(s, run)
+        ok_thr = float(np.median(sc.scores))
+        s.add(type(cur)(run_id=run, parent_id=cur.id, image_threshold=ok_thr, review_low=ok_thr - 0.1,
+                        review_high=ok_thr + 0.1, rule="ok_only", set_by="rita"))
+    at = _open(run)
+    at.button(key=f"review_retrain_{run}").click().run()
+    assert "OK-only" in texts(at) and "the suggested band" in texts(at)
+    at.number_input(key=f"review_retrain_frr_{run}").set_value(5.0).run()
+    at.button(key=f"review_retrain_go_{run}").click().run()
+    assert_ok(at)
+    with sessions().begin() as s:
+        child = rq.child_runs(s, run)[0]
+        assert child.config["auto_threshold"] == "ok_only" and child.config["auto_review_band"] is True
+        assert child.config["target_frr"] == pytest.approx(0.05)

@@ -115,3 +115,23 @@ def test_evaluate_ok_only_and_roi(trained: tuple[Path, dict], tmp_path: Path) ->
     assert res.auto_threshold["pixel"] == m["pixel_threshold"]["ok_quantile"] is not None
     hm = np.load(tmp_path / "ev" / res.images[0].heatmap)
     assert float(np.abs(hm[:, 32:]).max()) == 0.0  # outside the ROI the map is zero
+
+
+def test_the_run_threshold_policy_picks_the_rule_and_the_band(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    """auto_threshold / auto_review_band (a retrain carries its parent's) shape the stored threshold."""
+    from engine.config import make_config
+    from engine.evaluation.metrics import verdicts
+    from engine.training.train import train
+
+    _, data = trained
+    cfg = make_config("ae", overrides={"input_size": "64", "epochs": "1", "batch_size": "4", "num_workers": "0",
+                                       "device": "cpu", "auto_threshold": "zero_escape", "auto_review_band": "true"})
+    ckpt = train(cfg, data["train"][1:], tmp_path / "run").checkpoint
+    res = evaluate_run(ckpt, data["items"][:6], tmp_path / "ev", holdout=data["holdout"], device="cpu")
+    nok = [s.score for s, it in zip(res.images, data["items"][:6]) if it.label == "nok"]
+    auto = res.auto_threshold
+    assert auto["rule"] == "zero_escape" and auto["image"] == pytest.approx(min(nok))
+    lo, hi = auto["band"]
+    assert lo <= auto["image"] <= hi
+    verdicts([0.0], auto["image"], (lo, hi))  # a band the verdict rule accepts
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["auto_threshold"]["band"] == [lo, hi]
