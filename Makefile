@@ -34,8 +34,10 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# On an empty workspace the demo also gets one DFR training (a few minutes on a CPU), so Results and
+# Thresholds have content soon after the first start.
 run: install
-	$(VENV)/bin/prefilter-qa demo
+	$(VENV)/bin/prefilter-qa demo --first-training
 	$(VENV)/bin/prefilter-qa users init --address $(HOST) --url http://$(HOST):$(PORT)
 	@set -e; $(VENV)/bin/prefilter-qa worker & WORKER=$$!; \
 	trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \

@@ -41,12 +41,19 @@ with factory.begin() as s:
     names = {c.id: c.name for c in counts}
     runs = [run_dict(s, r) for r in rq.list_runs(s, limit=RECENT_RUNS)]
     n_active = len(jq.active_jobs(s))
+    first = [(j, r, d) for j, r, d in jq.jobs_with_context(s, active_only=True, limit=5) if j.kind == "train"]
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Datasets", len(counts), border=True)
 m2.metric("Images", sum(c.total for c in counts), border=True)
 m3.metric("Runs", len(runs) if len(runs) < RECENT_RUNS else f"{RECENT_RUNS}+", border=True)
 m4.metric("Active jobs", n_active, border=True)
+
+if first and not any(r["metrics"] for r in runs):
+    job, run, dataset = first[-1]
+    st.info(f"**The first training is running** — job #{job.id}, {run.model.upper() if run else ''} on "
+            f"{dataset or 'the dataset'!r}. Results and Thresholds fill in when it has finished "
+            "(a few minutes on a CPU); follow it below or on Jobs.", icon=":material/hourglass_top:")
 
 with st.expander("How it works", icon=":material/route:", expanded=not runs):
     st.markdown("From photos to a stored inspection model, in this order — and round again after "
@@ -87,7 +94,9 @@ else:
     picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun",
                           selection_mode="single-row", key="overview_runs",
                           column_config={"Run": st.column_config.NumberColumn(format="%d")})
-    st.caption("Select a run to open its results.")
+    st.caption("Select a run to open its results. Each run's AUROC is measured on its own test images (the "
+               "test split when it was trained): after relabelling or a retrain two rows may not be comparable — "
+               "Results → Compare runs compares two runs on the test images both scored.")
     if picked and picked.selection.rows:
         st.session_state[SELECTED_RUN] = rows[picked.selection.rows[0]]["Run"]
         st.switch_page("dashboard/pages/results.py", query_params={"run": str(st.session_state[SELECTED_RUN])})

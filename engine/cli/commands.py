@@ -65,7 +65,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = generate_demo(ws.home / "demo-data", spec)
     report = import_folder(summary.root, args.name, "seed", _actor(args))
     emit(args, report, _import_report_text)
+    if args.first_training:
+        _first_training(args)
     return 0
+
+
+def _first_training(args: argparse.Namespace) -> None:
+    """On a workspace without any run: queue one DFR training of the demo, so Results and
+    Thresholds have something to show a few minutes after the first start (`make run`)."""
+    from db import runs as rq
+    from engine.jobs.queue import submit_train
+
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        if rq.list_runs(s, limit=1):
+            return
+        job, run = submit_train(s, dataset=args.name, model="dfr", actor=_actor(args),
+                                note="first training of the demo, queued by the first start")
+        job_id, run_id = job.id, run.id
+    print(f"queued a first DFR training of {args.name!r} (job {job_id}, run {run_id}): Results and Thresholds "
+          "show it when it has finished, a few minutes on a CPU", file=sys.stderr)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -230,6 +249,8 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ok", type=int, default=40)
     p.add_argument("--test-nok", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first-training", action="store_true",
+                   help="also queue one DFR training of it when the workspace has no run yet (make run)")
     _user_arg(p)
 
 

@@ -23,6 +23,10 @@ def test_fresh_workspace_explains_the_workflow_with_links(home: Path, tiny_demo:
         assert name in pages, (name, pages)
     assert [m.value for m in at.metric][:2] == ["1", "20"]
     assert "No model trained yet." in texts(at) and "Nothing is running." in texts(at)
+    with sessions().begin() as s:  # the first start queues a training (make run): the page says so
+        job, _ = submit_train(s, dataset="tiny", model="dfr", actor=system_actor("first start"))
+    at = open_page("overview")
+    assert any(f"The first training is running** — job #{job.id}, DFR on 'tiny'" in i.value for i in at.info)
 
 
 def test_runs_with_metrics_thresholds_and_active_jobs(trained_workspace: TrainedWorkspace, tmp_path: Path,

@@ -104,3 +104,17 @@ def test_demo_is_idempotent(tmp_path: Path) -> None:
     assert first["imported"] == {"train_ok": 6, "test_ok": 2, "test_nok": 3, "masks": 3}
     second = json.loads(cli(*args, home=home).stdout)
     assert second["unchanged"] == 11 and second["imported"]["train_ok"] == 0
+
+
+def test_first_start_queues_one_dfr_training_of_the_demo(tmp_path: Path) -> None:
+    """`make run` calls `demo --first-training`: one DFR training on an empty workspace, never a second."""
+    home = tmp_path / "ws"
+    args = ["demo", "--size", "64", "--train-ok", "6", "--test-ok", "2", "--test-nok", "3", "--first-training"]
+    proc = cli(*args, home=home)
+    assert "queued a first DFR training of 'demo'" in proc.stderr
+    runs = json.loads(cli("runs", "--json", home=home).stdout)
+    assert len(runs) == 1 and runs[0]["model"] == "dfr" and runs[0]["status"] == "queued"
+    jobs = json.loads(cli("jobs", "--json", home=home).stdout)
+    assert [j["kind"] for j in jobs] == ["train"]
+    again = cli(*args, home=home)
+    assert "queued" not in again.stderr and len(json.loads(cli("runs", "--json", home=home).stdout)) == 1
