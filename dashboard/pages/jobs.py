@@ -89,12 +89,13 @@ def live() -> None:
 
     by_id = {e[0].id: e for e in entries}
     ids = list(by_id)
-    wanted = st.session_state.get(SELECTED_JOB)
+    wanted = st.session_state.get(SELECTED_JOB)  # set only by a choice: Details, the URL, the picker
     default = wanted if wanted in by_id else (active[0][0].id if active else ids[0])
     st.subheader("Job details", anchor=False)
     chosen = st.selectbox("Job", ids, index=ids.index(default), label_visibility="collapsed",
                           format_func=lambda i: f"{job_title(*by_id[i])} — {by_id[i][0].status}")
-    st.session_state[SELECTED_JOB] = chosen
+    if chosen != default:  # picked here; otherwise the details follow the running job
+        st.session_state[SELECTED_JOB] = chosen
     job, run, dataset = by_id[chosen]
     with st.container(border=True):
         act(job_detail_ui(job, run, dataset, key="detail", can_act=can(Permission.JOBS)), job.id,

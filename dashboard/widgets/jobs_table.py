@@ -37,6 +37,7 @@ def jobs_table_ui(entries: list[tuple[Job, Run | None, str | None]]) -> None:
     st.dataframe(rows, hide_index=True, width="stretch", height=min(420, 38 + 35 * max(1, len(rows))),
                  column_config={
                      "Job": st.column_config.NumberColumn(format="%d", width="small"),
+                     "Status": st.column_config.TextColumn(width="medium"),  # "succeeded" in full
                      "Run": st.column_config.NumberColumn(format="%d", width="small"),
                      "Progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
                      "Error": st.column_config.TextColumn(width="large"),

@@ -33,6 +33,7 @@ def usable_cores() -> int:
 def main(job_id: int) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check says nothing worth a job log
     import torch
 
     torch.set_num_threads(usable_cores())

@@ -26,6 +26,8 @@ from engine.intake.images import read_mask, resize_mask, sha256_file
 from engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
+PHASE_TEXT = {"features": "feature pass (backbone over the training images)", "pca": "PCA",
+              "train": "training", "statistics": "error statistics of the OK images"}
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Reporter:
     hi: float = 1.0
     min_interval_s: float = 1.0
     _last: float = field(default=0.0, repr=False)
+    _start: tuple[float, float] | None = field(default=None, repr=False)  # (time, fraction) of the first report
 
     def __call__(self, fraction: float, message: str, eta_s: float | None = None, force: bool = False) -> None:
         now = time.monotonic()
@@ -45,6 +48,11 @@ class Reporter:
             return
         self._last = now
         value = self.lo + (self.hi - self.lo) * max(0.0, min(1.0, fraction))
+        if self._start is None:
+            self._start = (now, fraction)
+        t0, f0 = self._start
+        if eta_s is None and fraction - f0 >= 0.05 and fraction < 1.0:  # no estimate given: its own pace
+            eta_s = (now - t0) / (fraction - f0) * (1.0 - fraction)
         with self.sessions.begin() as s:
             jq.report_progress(s, self.job_id, value, message, eta_s)
 
@@ -111,11 +119,16 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
     report = Reporter(sessions, job_id, 0.0, 0.85)
 
     def on_progress(p: TrainProgress) -> None:
-        msg = f"{p.phase}: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.4g}"
+        msg = PHASE_TEXT.get(p.phase, p.phase) + (  # no loss outside the epochs (nan there)
+            f": epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.4g}" if p.phase == "train"
+            else f": step {p.step}/{p.steps}")
         report(p.fraction, msg, p.eta_s)
 
-    log.info("run %s: training %s (%s) on %d images", run_id, cfg.model, cfg.preset, len(train_images))
-    result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi)
+    n_hold, n_test = len(snapshot.get("holdout", [])), len(snapshot.get("test", []))
+    log.info("run %s: training %s (%s) on %d OK images (%d more held out for the OK-only threshold); "
+             "then evaluation on %d test images", run_id, cfg.model, cfg.preset, len(train_images), n_hold, n_test)
+    result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi,
+                   eval_images=n_hold + n_test)
     info = dict(result.info) | {
         "epochs": result.epochs, "final_loss": result.final_loss, "train_seconds": result.seconds,
         "device": result.device, "n_train": len(train_images), "excluded": excluded,

@@ -160,13 +160,18 @@ def _load_file(model: nn.Module, name: str, path: Path) -> None:
         raise UserError(f"{path}: weights do not match {name}: {str(exc).splitlines()[0]}") from None
 
 
+FROM_CHECKPOINT = "from-checkpoint"  # weights: none to load here, a checkpoint's state_dict follows
+
+
 def create_backbone(name: str, weights: str = "pretrained") -> nn.Module:
     """A timm model in eval mode with frozen parameters and recorded weights provenance."""
     model = _timm_model(name, pretrained=False)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
     sha, source = None, weights
-    if weights == "random":
+    if weights == FROM_CHECKPOINT:  # a checkpoint's state_dict overwrites them right after
+        log.debug("backbone %s: its weights come from the checkpoint", name)
+    elif weights == "random":
         log.info("backbone %s with random weights (asked for explicitly)", name)
     elif weights == "pretrained":
         packaged = lite_package_weights(name)

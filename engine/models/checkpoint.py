@@ -72,7 +72,9 @@ def model_from_checkpoint(obj: dict[str, Any]) -> tuple[nn.Module, AEConfig | DF
         model = build_ae(cfg)
     else:
         latent = obj.get("info", {}).get("latent_dim") or sd["cae.encoder.6.weight"].shape[0]
-        model = build_dfr(cfg, build_features(cfg, weights="random"), int(latent))
+        from engine.models.backbones import FROM_CHECKPOINT
+
+        model = build_dfr(cfg, build_features(cfg, weights=FROM_CHECKPOINT), int(latent))
     model.load_state_dict(sd, strict=True)
     roi = obj.get("roi")
     model.set_roi(None if roi is None else torch.as_tensor(roi, dtype=torch.bool))

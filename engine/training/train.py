@@ -71,14 +71,24 @@ def _optimizer(cfg: AEConfig | DFRConfig, params: Iterator[torch.nn.Parameter], 
     return opt, sched
 
 
-class _Clock:
-    """Progress with an ETA. Work is counted in units (e.g. images); the seconds per unit are
-    measured separately per phase, since a backbone pass and a training step cost differently,
-    and later phases are estimated at the current phase's rate until they start."""
+# Seconds per unit of each phase relative to a backbone pass of one image (DFR) or a training
+# step of one image (AE), rough figures of the 2-core CPU (BENCHMARKS.md). A phase's own measured
+# rate replaces its prior once it runs; phases still to come are scaled from the current one.
+PHASE_COST = {"features": 1.0, "pca": 0.0, "train": 0.06, "statistics": 0.06, "evaluation": 1.2}
+AE_PHASE_COST = {"train": 1.0, "evaluation": 0.4}
 
-    def __init__(self, progress: Progress, epochs: int, plan: dict[str, float]) -> None:
+
+class _Clock:
+    """Progress with an ETA for the whole job. Work is counted in units (images per phase); each
+    phase has a relative cost (`PHASE_COST`) and its seconds per unit are measured while it runs,
+    so the ETA covers the phases still to come (the evaluation after training included) at the
+    current pace scaled by their cost, instead of at the current phase's rate."""
+
+    def __init__(self, progress: Progress, epochs: int, plan: dict[str, float],
+                 cost: dict[str, float] | None = None) -> None:
         self.progress, self.epochs, self.plan = progress, epochs, dict(plan)
-        self.total = max(sum(plan.values()), 1e-9)
+        self.cost = {p: (cost or PHASE_COST).get(p, 1.0) for p in plan}
+        self.total = max(sum(v for p, v in plan.items() if p != "evaluation"), 1e-9)
         self.done = {p: 0.0 for p in plan}
         self.t_phase, self.phase = time.perf_counter(), None
 
@@ -89,12 +99,14 @@ class _Clock:
         self.done[phase] = self.done.get(phase, 0.0) + units
         if self.progress is None:
             return
-        frac = min(sum(self.done.values()) / self.total, 1.0)
+        frac = min(sum(v for p, v in self.done.items() if p != "evaluation") / self.total, 1.0)
         eta = None
-        if self.done[phase] > 0 and now > self.t_phase:
+        if self.done[phase] > 0 and now > self.t_phase and self.cost.get(phase, 1.0) > 0:
             rate = (now - self.t_phase) / self.done[phase]  # seconds per unit in this phase
-            left = sum(max(self.plan.get(p, 0.0) - self.done.get(p, 0.0), 0.0) for p in self.plan)
-            eta = rate * left
+            per_cost = rate / self.cost.get(phase, 1.0)
+            left = {p: max(self.plan.get(p, 0.0) - self.done.get(p, 0.0), 0.0) for p in self.plan}
+            eta = rate * left.get(phase, 0.0) + sum(n * self.cost[p] * per_cost for p, n in left.items()
+                                                    if p != phase)
         self.progress(TrainProgress(epoch=epoch, epochs=self.epochs, step=step, steps=steps, loss=float(loss),
                                     eta_s=eta, fraction=frac, phase=phase))
 
@@ -137,13 +149,14 @@ def _set_roi(model: torch.nn.Module, roi: np.ndarray | None) -> None:
 
 
 def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: Progress,
-              roi: np.ndarray | None) -> tuple:
+              roi: np.ndarray | None, eval_images: int = 0) -> tuple:
     from engine.models import build_ae
 
     model = build_ae(cfg).to(device)
     _set_roi(model, roi)
     loader = make_loader(paths, cfg, train=True)
-    clock = _Clock(progress, cfg.epochs, {"train": cfg.epochs * len(paths)})
+    clock = _Clock(progress, cfg.epochs, {"train": cfg.epochs * len(paths), "evaluation": eval_images},
+                   AE_PHASE_COST)
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
         return (x for _, x in iterate(loader))
@@ -172,7 +185,7 @@ def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callabl
 
 
 def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress,
-               roi: np.ndarray | None) -> tuple:
+               roi: np.ndarray | None, eval_images: int = 0) -> tuple:
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
@@ -181,7 +194,8 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     feats = build_features(cfg).to(device)
     n, c, m = len(paths), feats.out_channels, cfg.map_size
     cache = FeatureCache.create(run_dir / FEATURE_CACHE_NAME, (n, c, m, m), cfg.feature_cache_gb)
-    clock = _Clock(progress, cfg.epochs, {"features": n, "pca": 0.0, "train": cfg.epochs * n})
+    clock = _Clock(progress, cfg.epochs, {"features": n, "pca": 0.0, "train": cfg.epochs * n, "statistics": n,
+                                          "evaluation": eval_images})
     stats = FeatureStats(c)
     try:
         feature_pass(feats, make_loader(paths, cfg, train=True, shuffle=False), device, stats, cache,
@@ -211,7 +225,12 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
 
         history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
         model.eval()
-        model.normaliser.fit(lambda: (model.errors(x.to(device)) for x in batches(0)), n)
+        def errors() -> Iterator[torch.Tensor]:  # the statistics pass over the training images, ticked
+            for x in batches(0):
+                yield model.errors(x.to(device))
+                clock.tick(x.shape[0] / 2, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
+
+        model.normaliser.fit(errors, n)
     finally:
         if cache is not None:
             cache.delete()
@@ -223,8 +242,9 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
 
 
 def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: Path,
-          progress: Progress = None, roi: np.ndarray | None = None) -> TrainResult:
-    """Train on OK images, write run_dir/checkpoint.pt, return what happened."""
+          progress: Progress = None, roi: np.ndarray | None = None, eval_images: int = 0) -> TrainResult:
+    """Train on OK images, write run_dir/checkpoint.pt, return what happened. `eval_images`: how
+    many images the evaluation that follows will score (counted in the ETA, not in the fraction)."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,9 +254,9 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if config.model == "ae":
-        model, history, info = _train_ae(config, paths, device, progress, roi)
+        model, history, info = _train_ae(config, paths, device, progress, roi, eval_images)
     else:
-        model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi)
+        model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi, eval_images)
     seconds = time.perf_counter() - t0
     info = {
         **info,

@@ -87,3 +87,17 @@ def test_failed_job_shows_its_error(ws: TrainedWorkspace) -> None:
     at = open_page("jobs", query={"job": str(job_id)})
     assert any("killed by SIGKILL" in e.value for e in at.error)
     assert "Retry" in [b.label for b in at.button]
+
+def test_job_details_follow_the_running_job_unless_one_was_picked(ws: TrainedWorkspace) -> None:
+    """Details showed job 1 while job 2 ran: the page had made every shown job "the chosen one"."""
+    at = open_page("jobs")
+    first = at.selectbox[0].value  # no job runs: the newest
+    job_id = _queue()
+    with sessions().begin() as s:
+        jq.get_job(s, job_id).status = "running"
+    at.run()
+    assert_ok(at)
+    assert at.selectbox[0].value == job_id != first  # the details moved on to the running job
+    at.selectbox[0].set_value(first).run()  # picked by hand: it stays
+    at.run()
+    assert at.selectbox[0].value == first

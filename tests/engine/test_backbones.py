@@ -80,3 +80,15 @@ def test_uncached_pretrained_model_is_an_error_not_a_download(tmp_path, monkeypa
     assert "--set backbone_weights=" in msg and "cache" in msg and "never downloaded" in msg
     with pytest.raises(UserError, match="not a timm model"):
         create_backbone("no_such_net", "random")
+
+
+def test_a_backbone_rebuilt_for_a_checkpoint_does_not_claim_random_weights(caplog: pytest.LogCaptureFixture) -> None:
+    """The job log said "random weights (asked for explicitly)" before every checkpoint load."""
+    import logging
+
+    from engine.models.backbones import FROM_CHECKPOINT
+
+    with caplog.at_level(logging.INFO, logger="engine.models.backbones"):
+        model = create_backbone("tf_efficientnet_lite0", FROM_CHECKPOINT)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert model.weights_source == FROM_CHECKPOINT

@@ -43,11 +43,15 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
     roi = np.ones((64, 64), dtype=bool)
     roi[:, :8] = False
     seen: list[TrainProgress] = []
-    result = train(cfg, paths, tmp_path / "run", progress=seen.append, roi=roi)
+    result = train(cfg, paths, tmp_path / "run", progress=seen.append, roi=roi, eval_images=4)
     assert result.checkpoint.is_file() and result.epochs == 1 and np.isfinite(result.final_loss)
     assert result.device == "cpu" and result.info["train_images"] == [str(p) for p in paths]  # none held out
     assert len(result.info["train_images"]) == 6 and result.info["image_rule"]
-    assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == "train"
+    last = "train" if model == "ae" else "statistics"  # DFR: the error statistics pass comes last
+    assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == last
+    # the ETA covers the evaluation that follows: the last tick still has seconds left for it
+    assert seen[-1].eta_s is not None and seen[-1].eta_s > 0
+    assert all(np.isfinite(p.loss) for p in seen if p.phase == "train")
     if model == "dfr":
         assert [p.phase for p in seen][0] == "features" and "pca" in {p.phase for p in seen}
         assert 1 <= result.info["latent_dim"] <= 464 and result.info["weights_source"] == "random"
