@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from db import audit
+from db import audit, validate
 from db.auth import Actor, Permission, require
 from db.errors import NotFoundError
-from db.models import LABELS, SPLITS, Dataset, Image, Mask
+from db.models import FILE_STATUSES, LABELS, SPLITS, Dataset, Image, Mask
+
+PRESENT = "present"
 
 
 @dataclass(frozen=True)
@@ -24,17 +26,19 @@ class DatasetCounts:
     test_nok: int
     masks: int
     unlabelled: int
-    total: int
+    total: int  # images whose file is present (the ones training and evaluation use)
+    missing: int = 0  # images whose file is gone or changed since import (counted nowhere else)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "train_ok": self.train_ok, "test_ok": self.test_ok,
             "test_nok": self.test_nok, "masks": self.masks, "unlabelled": self.unlabelled,
-            "total": self.total,
+            "total": self.total, "missing": self.missing,
         }
 
 
 def get_or_create_dataset(session: Session, name: str, root: str | None, layout: str | None) -> Dataset:
+    name = validate.name(name, "dataset name", validate.DATASET_NAME_MAX)
     ds = session.scalar(select(Dataset).where(Dataset.name == name))
     if ds is None:
         ds = Dataset(name=name, root=root, layout=layout)
@@ -70,15 +74,17 @@ def dataset_counts(session: Session) -> list[DatasetCounts]:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     has_mask = _has_mask_subquery()
+    here = Image.file_status == PRESENT  # a missing file counts only as missing
     stmt = (
         select(
             Dataset.id, Dataset.name,
-            n((Image.split == "train") & (Image.label == "ok")),
-            n((Image.split == "test") & (Image.label == "ok")),
-            n((Image.split == "test") & (Image.label == "nok")),
-            n(has_mask),
-            n(Image.label == "unknown"),
-            func.count(Image.id),
+            n(here & (Image.split == "train") & (Image.label == "ok")),
+            n(here & (Image.split == "test") & (Image.label == "ok")),
+            n(here & (Image.split == "test") & (Image.label == "nok")),
+            n(here & has_mask),
+            n(here & (Image.label == "unknown")),
+            n(here),
+            n(Image.id.is_not(None) & (Image.file_status != PRESENT)),
         )
         .outerjoin(Image, Image.dataset_id == Dataset.id)
         .group_by(Dataset.id, Dataset.name)
@@ -105,8 +111,10 @@ def get_image(session: Session, image_id: int) -> Image:
 
 
 def _filtered(stmt: Select[Any], dataset_id: int, split: str | None, label: str | None,
-              defect_type: str | None, has_mask: bool | None) -> Select[Any]:
+              defect_type: str | None, has_mask: bool | None, present: bool | None = None) -> Select[Any]:
     stmt = stmt.where(Image.dataset_id == dataset_id)
+    if present is not None:
+        stmt = stmt.where((Image.file_status == PRESENT) if present else (Image.file_status != PRESENT))
     if split is not None:
         stmt = stmt.where(Image.split.is_(None) if split == "none" else Image.split == split)
     if label is not None:
@@ -121,11 +129,12 @@ def _filtered(stmt: Select[Any], dataset_id: int, split: str | None, label: str 
 
 def list_images(
     session: Session, dataset_id: int, *, split: str | None = None, label: str | None = None,
-    defect_type: str | None = None, has_mask: bool | None = None,
+    defect_type: str | None = None, has_mask: bool | None = None, present: bool | None = None,
     offset: int = 0, limit: int | None = None,
 ) -> list[Image]:
-    """Images in a stable order (id); `split="none"` selects unassigned ones."""
-    stmt = _filtered(select(Image), dataset_id, split, label, defect_type, has_mask).order_by(Image.id)
+    """Images in a stable order (id); `split="none"` selects unassigned ones; `present=True` only
+    those whose file is there (training, evaluation), False only missing/changed ones."""
+    stmt = _filtered(select(Image), dataset_id, split, label, defect_type, has_mask, present).order_by(Image.id)
     stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -134,9 +143,9 @@ def list_images(
 
 def count_images(
     session: Session, dataset_id: int, *, split: str | None = None, label: str | None = None,
-    defect_type: str | None = None, has_mask: bool | None = None,
+    defect_type: str | None = None, has_mask: bool | None = None, present: bool | None = None,
 ) -> int:
-    stmt = _filtered(select(func.count(Image.id)), dataset_id, split, label, defect_type, has_mask)
+    stmt = _filtered(select(func.count(Image.id)), dataset_id, split, label, defect_type, has_mask, present)
     return int(session.scalar(stmt) or 0)
 
 
@@ -158,21 +167,18 @@ def update_image(
     img = get_image(session, image_id)
     before = {"label": img.label, "split": img.split, "defect_type": img.defect_type, "tags": list(img.tags or [])}
     if label is not None:
-        if label not in LABELS:
-            raise ValueError(f"label must be one of {LABELS}, not {label!r}")
-        img.label = label
+        img.label = validate.choice(label, "label", LABELS)
         if label == "ok":
             img.defect_type = None
     if split is not None:
-        if split != "none" and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or 'none', not {split!r}")
+        validate.choice(split, "split", (*SPLITS, "none"))
         img.split = None if split == "none" else split
     if defect_type is not None:
-        img.defect_type = defect_type.strip() or None
+        img.defect_type = validate.label(defect_type, "defect type")
     if clear_defect_type:
         img.defect_type = None
     if tags is not None:
-        img.tags = sorted(set(tags))
+        img.tags = sorted({t for t in (validate.label(tag, "tag") for tag in tags) if t})
     after = {"label": img.label, "split": img.split, "defect_type": img.defect_type, "tags": list(img.tags or [])}
     changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
     if changed:
@@ -185,6 +191,13 @@ def images_by_ids(session: Session, ids: Sequence[int]) -> list[Image]:
         return []
     found = {img.id: img for img in session.scalars(select(Image).where(Image.id.in_(ids)))}
     return [found[i] for i in ids if i in found]
+
+
+def set_file_status(session: Session, images: Sequence[Image], status: str) -> None:
+    """Record whether each image's file is present, missing or changed (a re-import decides)."""
+    validate.choice(status, "file status", FILE_STATUSES)
+    for img in images:
+        img.file_status = status
 
 
 def mark_source(session: Session, dataset_id: int, paths: Sequence[str], source: str) -> int:

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import audit
+from db import audit, validate
 from db.auth import Actor, Permission, require
-from db.errors import StaleEditError
-from db.models import REVIEW_OUTCOMES, Prediction, Review, Threshold
+from db.errors import NotFoundError, StaleEditError
+from db.models import REVIEW_OUTCOMES, Prediction, Review, Run, Threshold
 
 AUTO = "auto"
 
@@ -38,8 +38,18 @@ def save_threshold(
 
     `base_id` is the active threshold the user was looking at; if another save happened since,
     StaleEditError (the later save sees the conflict instead of silently overwriting).
+    Values are checked first (ValidationError): finite numbers, lo <= threshold <= hi, a note
+    of at most validate.NOTE_MAX characters. The run's row is locked while the active threshold
+    is compared, so two concurrent saves from the same base cannot both succeed.
     """
     require(actor, Permission.THRESHOLDS, f"change the threshold of run {run_id}")
+    image_threshold = validate.finite(image_threshold, "image threshold")
+    pixel_threshold = validate.optional_finite(pixel_threshold, "pixel threshold")
+    review_band = validate.band(review_band, image_threshold)
+    rule = validate.label(rule, "threshold rule", validate.RULE_MAX)
+    note = validate.text(note, "note")
+    validate.name(actor.name, "user name")
+    _lock_run(session, run_id)
     current = active_threshold(session, run_id)
     current_id = current.id if current else None
     if check_base and current_id != base_id:
@@ -47,13 +57,9 @@ def save_threshold(
             f"the threshold of run {run_id} was changed by {current.set_by if current else '?'}"
             f" since this edit began; reload to see it"
         )
-    if review_band is not None:
-        lo, hi = sorted(float(v) for v in review_band)
-        review_band = (lo, hi)
     row = Threshold(
         run_id=run_id, evaluation_id=evaluation_id, parent_id=current_id,
-        image_threshold=float(image_threshold),
-        pixel_threshold=None if pixel_threshold is None else float(pixel_threshold),
+        image_threshold=image_threshold, pixel_threshold=pixel_threshold,
         review_low=review_band[0] if review_band else None,
         review_high=review_band[1] if review_band else None,
         rule=rule, set_by=actor.name, note=note,
@@ -65,6 +71,16 @@ def save_threshold(
         "review_band": list(review_band) if review_band else None, "rule": rule, "note": note,
         "replaces": current_id})
     return row
+
+
+def _lock_run(session: Session, run_id: int) -> None:
+    """Serialise threshold saves of one run (PostgreSQL row lock; SQLite's IMMEDIATE transaction
+    already holds the write lock)."""
+    stmt = select(Run.id).where(Run.id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    if session.scalar(stmt) is None:
+        raise NotFoundError(f"no run {run_id}")
 
 
 def threshold_dict(t: Threshold | None) -> dict[str, Any] | None:
@@ -84,8 +100,9 @@ def add_review(
 ) -> Review:
     """Store a review decision by `actor` (annotator or above)."""
     require(actor, Permission.ANNOTATE, f"record a review decision on image {image_id}")
-    if outcome not in REVIEW_OUTCOMES:
-        raise ValueError(f"outcome must be one of {REVIEW_OUTCOMES}, not {outcome!r}")
+    validate.choice(outcome, "review outcome", REVIEW_OUTCOMES)
+    note = validate.text(note, "note")
+    validate.name(actor.name, "user name")
     review = Review(image_id=image_id, outcome=outcome, reviewer=actor.name, run_id=run_id,
                     evaluation_id=evaluation_id, moved_to_train=moved_to_train, note=note)
     session.add(review)

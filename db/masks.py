@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import audit
+from db import audit, validate
 from db.auth import Actor, Permission, require
 from db.errors import StaleEditError
 from db.models import Evaluation, EvaluationScore, Image, JobStatus, Mask, RegionOfInterest, Threshold
@@ -47,6 +47,7 @@ def add_mask_version(
     constraint catches the race the check cannot see on databases without IMMEDIATE locks.
     """
     require(actor, Permission.ANNOTATE, f"save the mask of image {image_id}")
+    validate.name(actor.name, "user name")
     cur = current_mask(session, image_id)
     cur_version = cur.version if cur else None
     if cur_version != base_version:
@@ -94,6 +95,7 @@ def add_roi_version(
     """Save a new ROI by `actor` (engineer or above; path None removes it); a stale base version
     is a conflict."""
     require(actor, Permission.ROI, f"change the region of interest of dataset {dataset_id}")
+    validate.name(actor.name, "user name")
     last = session.scalar(
         select(func.max(RegionOfInterest.version)).where(RegionOfInterest.dataset_id == dataset_id)
     )

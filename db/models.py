@@ -34,6 +34,7 @@ NAMING = {
 
 SPLITS = ("train", "test")
 LABELS = ("ok", "nok", "unknown")
+FILE_STATUSES = ("present", "missing", "changed")
 
 
 class JobStatus(enum.StrEnum):
@@ -114,6 +115,9 @@ class Image(Base):
     defect_type: Mapped[str | None] = mapped_column(String(100))
     tags: Mapped[list[Any]] = mapped_column(default=list)
     source: Mapped[str] = mapped_column(String(16), default="import")  # import | upload
+    # "present" | "missing" (file gone) | "changed" (file there, content no longer the imported one);
+    # a re-import sets it, and a file that reappears with the same content is present again
+    file_status: Mapped[str] = mapped_column(String(16), default="present", server_default="present")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -226,7 +230,11 @@ class Job(Base):
     eta_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the claiming worker
+    # each claim starts a new attempt; only the current attempt's child may write (see db.jobs.Attempt)
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     child_pid: Mapped[int | None] = mapped_column(Integer)
+    child_pgid: Mapped[int | None] = mapped_column(Integer)  # the reaper kills this process group ...
+    child_host: Mapped[str | None] = mapped_column(String(200))  # ... when it runs on the reaper's host
     device: Mapped[str | None] = mapped_column(String(32))  # cuda / cpu, as the child resolved it
     log_path: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

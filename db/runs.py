@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from db import validate
 from db.errors import NotFoundError
 from db.models import FINAL, Evaluation, EvaluationScore, Image, JobStatus, Run, utcnow
 
@@ -17,7 +18,8 @@ def create_run(
     created_by: str = "system", parent_run_id: int | None = None, note: str | None = None,
 ) -> Run:
     run = Run(dataset_id=dataset_id, model=model, preset=preset, config=config,
-              created_by=created_by, parent_run_id=parent_run_id, note=note, status=JobStatus.QUEUED)
+              created_by=validate.name(created_by, "user name"), parent_run_id=parent_run_id,
+              note=validate.text(note, "note"), status=JobStatus.QUEUED)
     session.add(run)
     session.flush()
     return run

@@ -34,7 +34,8 @@ with table_slot:
     if counts:
         st.dataframe(
             [{"Dataset": c.name, "Train OK": c.train_ok, "Test OK": c.test_ok, "Test NOK": c.test_nok,
-              "Masks": c.masks, "Unlabelled": c.unlabelled, "Images": c.total} for c in counts],
+              "Masks": c.masks, "Unlabelled": c.unlabelled, "Images": c.total, "Missing": c.missing}
+             for c in counts],
             hide_index=True, width="stretch")
     else:
         st.info("No datasets yet. Import a folder or upload images below — or run `prefilter-qa demo` "
@@ -48,7 +49,9 @@ with top_left:
     name = dataset_picker_ui([c.name for c in counts], key=PICK, url=True)
 ds = next(c for c in counts if c.name == name)
 top_right.caption(f"{ds.total} images: {ds.train_ok} train OK, {ds.test_ok} test OK, {ds.test_nok} test NOK "
-                  f"({ds.masks} with a mask), {ds.unlabelled} unlabelled.")
+                  f"({ds.masks} with a mask), {ds.unlabelled} unlabelled."
+                  + (f" **{ds.missing} missing or changed** since the last import (marked in the grid, "
+                     "left out of training and evaluation until the file is back)." if ds.missing else ""))
 with st.expander("Region of interest", icon=":material/crop_free:", key=ROI_OPEN, on_change="rerun"):
     st.caption("Pixels outside the region are ignored by scores, heatmaps and pixel metrics of later runs.")
     role_note(Permission.ROI, "change the region of interest (engineer or admin)")
@@ -73,10 +76,13 @@ items = []
 for img in images:
     m = masks.get(img.id)
     drawn = m is not None and m.path and m.pixels > 0
+    gone = img.file_status != dq.PRESENT  # missing / changed since import: say so before the label
     items.append(GalleryItem(
         id=img.id, path=Path(img.path), sha256=img.sha256, caption=Path(img.rel_path).name,
-        badge=LABEL_TEXT.get(img.label, img.label), badge_color=LABEL_COLORS.get(img.label, "gray"),
-        detail=" · ".join(x for x in (img.split or "unassigned", img.defect_type) if x),
+        badge=f"File {img.file_status}" if gone else LABEL_TEXT.get(img.label, img.label),
+        badge_color="red" if gone else LABEL_COLORS.get(img.label, "gray"),
+        detail=" · ".join(x for x in (LABEL_TEXT.get(img.label) if gone else None, img.split or "unassigned",
+                                      img.defect_type) if x),
         mask_path=Path(m.path) if drawn else None, mask_sha256=m.sha256 if drawn else None))
 gallery_ui(items, key="datasets_grid", cache_dir=ws.cache_dir, columns=6,
            selected=selected.id if selected else None, on_click=open_image)

@@ -11,7 +11,7 @@ from dashboard.widgets.dataset_picker import dataset_picker_ui
 from db import datasets as dq
 from db import runs as rq
 from db.auth import Permission
-from db.errors import PermissionDenied
+from db.errors import PermissionDenied, ValidationError
 from db.models import JobStatus
 from engine.config import PRESETS
 from engine.errors import UserError
@@ -85,7 +85,7 @@ if launch:
             job, run = submit_train(s, dataset=ds.name, model=model, preset=preset, overrides=overrides,
                                     actor=actor(), parent_run_id=parent, note=note.strip() or None)
             st.session_state[LAUNCHED] = {"job_id": job.id, "run_id": run.id, "dataset": ds.name, "model": model}
-    except (UserError, PermissionDenied) as e:
+    except (UserError, PermissionDenied, ValidationError) as e:
         st.error(f"Training not started: {e}", icon=":material/error:")
     else:
         st.session_state[SELECTED_JOB] = st.session_state[LAUNCHED]["job_id"]

@@ -90,6 +90,16 @@ def import_report_ui(report: dict[str, Any]) -> None:
         with st.expander(f"{len(report['updated'])} images updated"):
             st.dataframe([{"File": u["path"], "Why": u["reason"]} for u in report["updated"]],
                          hide_index=True, width="stretch")
+    gone = (report.get("missing") or []) + (report.get("changed") or [])
+    if gone:
+        st.warning(f"{len(report.get('missing') or [])} recorded image(s) missing and "
+                   f"{len(report.get('changed') or [])} changed since the last import: they are marked "
+                   "missing and left out of counts, training and evaluation until the file is back.",
+                   icon=":material/report:")
+        skipped_table_ui(gone)
+    if report.get("restored"):
+        st.info(f"{len(report['restored'])} image(s) are back with their imported content.",
+                icon=":material/restore:")
     skipped = report.get("skipped") or []
     if skipped:
         st.warning(f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped — "

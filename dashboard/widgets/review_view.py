@@ -12,7 +12,7 @@ from dashboard.widgets.review_actions import OPENS_ANNOTATE, Mark, children, rec
 from dashboard.widgets.review_retrain import retrain_preview_ui
 from dashboard.widgets.run_picker import COMPARE_KEY
 from db.auth import Permission
-from db.errors import PermissionDenied
+from db.errors import PermissionDenied, ValidationError
 from engine.errors import UserError
 
 FLASH = "review_flash"  # [(kind, message)] shown once on the next run (as toasts)
@@ -57,7 +57,7 @@ def _on_outcome(run_id: int, evaluation_id: int, image_id: int, outcome: str, or
         with sessions().begin() as s:
             msg = record_outcome(s, run_id=run_id, evaluation_id=evaluation_id, image_id=image_id,
                                  outcome=outcome, actor=actor(), move_to_train=move, note=note)
-    except PermissionDenied as e:
+    except (PermissionDenied, ValidationError) as e:
         flash("error", str(e))
         return
     flash("success", msg)

@@ -10,7 +10,7 @@ from typing import Any
 
 from db.auth import Actor
 from db.models import JobStatus
-from engine.cli.output import EXIT_NO_IMAGES, EXIT_USER_ERROR, CliExit, emit, table
+from engine.cli.output import EXIT_NO_IMAGES, EXIT_SOME_FAILED, EXIT_USER_ERROR, CliExit, emit, table
 from engine.cli.reports import args_report, cmd_report
 from engine.cli.users import args_users, cmd_users
 from engine.services.accounts import local_actor
@@ -26,6 +26,8 @@ def _import_report_text(r: dict[str, Any]) -> str:
              + (f", {c['unlabelled']} unlabelled" if c.get("unlabelled") else "")
              + f"; {r['unchanged']} unchanged; {len(r['skipped'])} skipped"]
     lines += [f"  updated {u['path']}: {u['reason']}" for u in r["updated"]]
+    lines += [f"  {key} {m['path']}: {m['reason']}" for key in ("missing", "changed", "restored")
+              for m in r.get(key, [])]
     lines += [f"  skipped {s['path']}: {s['reason']}" for s in r["skipped"]]
     return "\n".join(lines)
 
@@ -228,7 +230,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results = predict_paths(ws, sessions, args.run, [Path(p) for p in args.paths], args.out,
                             heatmaps=not args.no_heatmaps, results_file=args.results)
     emit(args, results, lambda rows: table(rows, ["path", "score", "verdict", "heatmap", "error"]))
-    return 0 if any(r["error"] is None for r in results) else EXIT_USER_ERROR
+    failed = sum(r["error"] is not None for r in results)
+    if failed:
+        print(f"prefilter-qa predict: {failed} of {len(results)} files could not be scored "
+              "(see their error)", file=sys.stderr)
+    return 0 if not failed else EXIT_NO_IMAGES if failed == len(results) else EXIT_SOME_FAILED
 
 
 def _user_arg(p: argparse.ArgumentParser) -> None:
@@ -281,7 +287,16 @@ def _args_worker(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
 
 
+PREDICT_EXIT_CODES = """exit codes:
+  0  every image was scored
+  3  some images were scored, some could not be (each row says why)
+  2  no image could be scored
+  1  nothing was scored because of a mistake in the request (no such run, run not trained,
+     no threshold, --out is a file, a path with a NUL byte)"""
+
+
 def _args_predict(p: argparse.ArgumentParser) -> None:
+    p.epilog, p.formatter_class = PREDICT_EXIT_CODES, argparse.RawDescriptionHelpFormatter
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--out", type=Path, help="folder for heatmaps (default: the run's predictions/)")
     p.add_argument("--no-heatmaps", action="store_true",

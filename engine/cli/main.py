@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from db.errors import NotFoundError, PermissionDenied, StaleEditError
+from db.errors import NotFoundError, PermissionDenied, StaleEditError, ValidationError
 from engine.cli.commands import COMMANDS
 from engine.cli.output import EXIT_USER_ERROR, CliExit
 from engine.errors import UserError
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if exc.message:
             print(f"prefilter-qa {args.command}: {exc.message}", file=sys.stderr)
         return exc.code
-    except (UserError, NotFoundError, StaleEditError, PermissionDenied) as exc:
+    except (UserError, NotFoundError, StaleEditError, PermissionDenied, ValidationError) as exc:
         print(f"prefilter-qa {args.command}: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `prefilter-qa jobs | head`

@@ -7,8 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-EXIT_USER_ERROR = 1
-EXIT_NO_IMAGES = 2
+EXIT_USER_ERROR = 1  # a mistake before any work (bad run, no threshold, bad argument)
+EXIT_NO_IMAGES = 2  # nothing usable: no image could be imported / scored
+EXIT_SOME_FAILED = 3  # some images scored, some not (`predict`: see each row's error)
 
 
 class CliExit(Exception):

@@ -26,13 +26,15 @@ def dataset_snapshot(session: Session, dataset_id: int, holdout_share: float, se
     """Which images a run trains and is tested on, frozen at submission (labels may change later).
 
     A deterministic share of the OK training images is held out for the OK-only threshold.
+    Images whose file went missing or changed (a re-import marks them) are left out.
     """
-    train = [img.id for img in dq.list_images(session, dataset_id, split="train", label="ok")]
+    train = [img.id for img in dq.list_images(session, dataset_id, split="train", label="ok", present=True)]
     if not train:
         ds = dq.get_dataset(session, dataset_id)
         raise UserError(f"dataset {ds.name!r} has no OK training images: label some images OK "
                         "with split 'train' (Datasets page) or import a folder with train/ok/")
-    test = [img.id for img in dq.list_images(session, dataset_id, split="test") if img.label != "unknown"]
+    test = [img.id for img in dq.list_images(session, dataset_id, split="test", present=True)
+            if img.label != "unknown"]
     holdout: list[int] = []
     n_hold = int(round(len(train) * holdout_share))
     if n_hold and len(train) - n_hold >= 2:

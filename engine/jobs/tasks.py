@@ -1,9 +1,15 @@
 """What a job's child process does: gather the run's images from the database, call the engine,
-write results back. Training is followed by an evaluation on the test split."""
+write results back. Training is followed by an evaluation on the test split.
+
+Every write is fenced by the child's attempt (`jq.fenced`): a superseded attempt's write raises
+SupersededError and nothing of it is stored. A task's last write stores its results and ends
+the job succeeded in one transaction, so a run or an evaluation never succeeds without its job.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +29,15 @@ from db.models import Image, JobStatus, Mask, RegionOfInterest
 from engine.config import config_from_run
 from engine.errors import UserError
 from engine.intake.images import read_mask, resize_mask, sha256_file
+from engine.jobs.failpoints import (
+    EVAL_SCORED,
+    EVAL_SCORING,
+    TRAIN_CHECKPOINT_RECORDED,
+    TRAIN_CHECKPOINT_WRITTEN,
+    TRAIN_EPOCHS,
+    TRAIN_FEATURES,
+    failpoint,
+)
 from engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -35,7 +50,7 @@ class Reporter:
     """Throttled progress writer mapping a phase's 0..1 onto [lo, hi] of the job's progress."""
 
     sessions: sessionmaker[Session]
-    job_id: int
+    attempt: jq.Attempt
     lo: float = 0.0
     hi: float = 1.0
     min_interval_s: float = 1.0
@@ -53,8 +68,8 @@ class Reporter:
         t0, f0 = self._start
         if eta_s is None and fraction - f0 >= 0.05 and fraction < 1.0:  # no estimate given: its own pace
             eta_s = (now - t0) / (fraction - f0) * (1.0 - fraction)
-        with self.sessions.begin() as s:
-            jq.report_progress(s, self.job_id, value, message, eta_s)
+        with self.sessions.begin() as s:  # SupersededError once the attempt is no longer current
+            jq.report_progress(s, self.attempt, value, message, eta_s)
 
 
 def verify_files(images: list[Image]) -> tuple[list[Image], list[dict[str, str]]]:
@@ -99,11 +114,11 @@ def _mask_paths(session: Session, test: list[Image], versions: dict[str, int] | 
     return out
 
 
-def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> None:
+def run_train(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attempt) -> None:
     from engine.training.train import TrainProgress, train
 
-    with sessions.begin() as s:
-        job = jq.get_job(s, job_id)
+    with jq.fenced(sessions, attempt) as s:
+        job = jq.get_job(s, attempt.job_id)
         run = rq.set_run_status(s, job.run_id, JobStatus.RUNNING)
         run_id, dataset_id, snapshot, evaluation_id = run.id, run.dataset_id, dict(run.snapshot), job.evaluation_id
         cfg = config_from_run(run.config)
@@ -116,9 +131,10 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
         raise UserError("no usable OK training image left: every file is missing or changed")
     run_dir = ws.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    report = Reporter(sessions, job_id, 0.0, 0.85)
+    report = Reporter(sessions, attempt, 0.0, 0.85)
 
     def on_progress(p: TrainProgress) -> None:
+        failpoint(TRAIN_FEATURES if p.phase == "features" else TRAIN_EPOCHS if p.phase == "train" else p.phase)
         msg = PHASE_TEXT.get(p.phase, p.phase) + (  # no loss outside the epochs (nan there)
             f": epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.4g}" if p.phase == "train"
             else f": step {p.step}/{p.steps}")
@@ -129,31 +145,58 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> No
              "then evaluation on %d test images", run_id, cfg.model, cfg.preset, len(train_images), n_hold, n_test)
     result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi,
                    eval_images=n_hold + n_test)
+    failpoint(TRAIN_CHECKPOINT_WRITTEN)
     info = dict(result.info) | {
         "epochs": result.epochs, "final_loss": result.final_loss, "train_seconds": result.seconds,
         "device": result.device, "n_train": len(train_images), "excluded": excluded,
     }
-    with sessions.begin() as s:
-        rq.set_run_status(s, run_id, JobStatus.SUCCEEDED, checkpoint=str(result.checkpoint), info=info)
-        jq.get_job(s, job_id).device = result.device
+    with jq.fenced(sessions, attempt) as s:  # the run stays running until its job ends
+        rq.set_run_status(s, run_id, JobStatus.RUNNING, checkpoint=str(result.checkpoint), info=info)
+        jq.get_job(s, attempt.job_id).device = result.device
+    failpoint(TRAIN_CHECKPOINT_RECORDED)
     if evaluation_id is not None:
-        run_evaluation(ws, sessions, job_id, evaluation_id, Reporter(sessions, job_id, 0.85, 1.0),
+        run_evaluation(ws, sessions, attempt, evaluation_id, Reporter(sessions, attempt, 0.85, 1.0),
                        snapshot=snapshot)
 
 
-def run_evaluate(ws: Workspace, sessions: sessionmaker[Session], job_id: int) -> None:
+def run_evaluate(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attempt) -> None:
     with sessions.begin() as s:
-        job = jq.get_job(s, job_id)
-        evaluation_id = job.evaluation_id
-    run_evaluation(ws, sessions, job_id, evaluation_id, Reporter(sessions, job_id), snapshot=None)
+        evaluation_id = jq.get_job(s, attempt.job_id).evaluation_id
+    run_evaluation(ws, sessions, attempt, evaluation_id, Reporter(sessions, attempt), snapshot=None)
 
 
-def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, evaluation_id: int,
+def finish(sessions: sessionmaker[Session], attempt: jq.Attempt) -> None:
+    """End the job succeeded unless its task already did so with its results."""
+    with sessions.begin() as s:
+        job = jq.get_job(s, attempt.job_id)
+        if job.attempt == attempt.number and job.status == JobStatus.SUCCEEDED:
+            return
+        jq.finish_attempt(s, attempt, JobStatus.SUCCEEDED)
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
+def _usable_band(auto: dict[str, Any]) -> tuple[float, float] | None:
+    """The suggested review band if it can be stored with the automatic threshold, else None."""
+    band = auto.get("band")
+    if band is None:
+        return None
+    lo, hi = band
+    if _usable(lo) and _usable(hi) and float(lo) <= float(auto["image"]) <= float(hi):
+        return float(lo), float(hi)
+    log.warning("suggested review band %s does not fit the automatic threshold %s; none stored", band, auto["image"])
+    return None
+
+
+def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attempt, evaluation_id: int,
                    report: Reporter, snapshot: dict[str, Any] | None) -> None:
-    """Evaluate on the snapshot's test images (after training) or the dataset's current test split."""
+    """Evaluate on the snapshot's test images (after training) or the dataset's current test split;
+    stores the results, the automatic threshold and the job's success in one fenced transaction."""
     from engine.evaluation.evaluate import EvalItem, evaluate_run
 
-    with sessions.begin() as s:
+    with jq.fenced(sessions, attempt) as s:
         ev = rq.get_evaluation(s, evaluation_id)
         ev.status = JobStatus.RUNNING
         run = rq.get_run(s, ev.run_id)
@@ -164,7 +207,7 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
             masks = _mask_paths(s, test, snapshot.get("masks", {}))
             roi = load_roi(s, dataset_id, snapshot.get("roi"))
         else:
-            test = [i for i in dq.list_images(s, dataset_id, split="test") if i.label != "unknown"]
+            test = [i for i in dq.list_images(s, dataset_id, split="test", present=True) if i.label != "unknown"]
             masks = _mask_paths(s, test, None)
             roi = load_roi(s, dataset_id, mq.roi_version(s, dataset_id))
         holdout = dq.images_by_ids(s, run.snapshot.get("holdout", []))
@@ -179,10 +222,16 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
                       mask_path=Path(masks[i.id]) if masks.get(i.id) else None) for i in test]
     out_dir = ws.evaluation_dir(run_id, evaluation_id)
     log.info("evaluation %s of run %s: %d test images", evaluation_id, run_id, len(items))
+
+    def on_progress(fraction: float, msg: str) -> None:
+        failpoint(EVAL_SCORING)
+        report(fraction, msg)
+
     result = evaluate_run(
         checkpoint, items, out_dir, holdout=[Path(i.path) for i in holdout], roi=roi,
-        progress=lambda f, msg: report(f, msg), device=cfg.device,
+        progress=on_progress, device=cfg.device,
     )
+    failpoint(EVAL_SCORED)
     metrics = dict(result.metrics) | {
         "holdout_scores": list(result.holdout_scores), "excluded": excluded,
         "failed": [{"path": p, "reason": r} for p, r in result.failed], "eval_seconds": result.seconds,
@@ -190,16 +239,20 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], job_id: int, 
     rows = [{"image_id": sc.image_id, "label": labels[sc.image_id][0],
              "defect_type": labels[sc.image_id][1], "score": float(sc.score), "heatmap": sc.heatmap}
             for sc in result.images]
-    with sessions.begin() as s:
+    report(1.0, "evaluation done", 0.0, force=True)
+    with jq.fenced(sessions, attempt) as s:
         rq.finish_evaluation(s, evaluation_id, status=JobStatus.SUCCEEDED, metrics=metrics,
                              directory=str(out_dir), scores=rows)
         current = tq.active_threshold(s, run_id)
-        if current is None or current.set_by == tq.AUTO:
-            auto = result.auto_threshold
+        auto = result.auto_threshold
+        if not _usable(auto.get("image")):
+            log.warning("evaluation %s: no usable automatic threshold (%s); none stored", evaluation_id, auto)
+        elif current is None or current.set_by == tq.AUTO:
             tq.save_threshold(
                 s, run_id, base_id=None, check_base=False, image_threshold=auto["image"],
-                pixel_threshold=auto.get("pixel"), rule=auto.get("rule"),
-                review_band=auto.get("band"), actor=system_actor(tq.AUTO),
+                pixel_threshold=auto["pixel"] if _usable(auto.get("pixel")) else None, rule=auto.get("rule"),
+                review_band=_usable_band(auto), actor=system_actor(tq.AUTO),
                 evaluation_id=evaluation_id, note=f"automatic after evaluation {evaluation_id}",
             )
-    report(1.0, "evaluation done", 0.0, force=True)
+        jq.finish_attempt(s, attempt, JobStatus.SUCCEEDED)  # a training's run succeeds with it
+

@@ -1,7 +1,9 @@
 """`prefilter-qa worker`: claim queued jobs one at a time and run each in a child process.
 
-The child (clean CUDA context, hard cancel, crash isolation) writes progress; the worker writes
-the heartbeat, kills the child on cancel, and turns a child's death into a `failed` job.
+The child (clean CUDA context, hard cancel, crash isolation) writes progress and heartbeats its
+attempt; the worker heartbeats too, kills the child on cancel, and turns a child's death into a
+`failed` job. Its reaper fails the jobs of dead workers — killing their child's process group
+first when it runs on this host — and removes the feature caches no running job uses.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import jobs as jq
-from db import runs as rq
 from db import workers as wq
+from db.errors import SupersededError
 from db.models import Job, JobStatus
+from engine.jobs.procs import KILL_GRACE_S, kill_group, kill_job_group, pid_alive
 from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV, Workspace
 
 log = logging.getLogger(__name__)
 
 STALE_ENV = "PREFILTER_QA_STALE_SECONDS"
 HEARTBEAT_S = 2.0
-KILL_GRACE_S = 5.0
 
 
 def stale_after() -> timedelta:
@@ -38,16 +40,6 @@ def stale_after() -> timedelta:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def exit_reason(returncode: int, log_path: Path | None) -> str:
@@ -65,18 +57,10 @@ def exit_reason(returncode: int, log_path: Path | None) -> str:
     return f"the job's process exited with status {returncode}{tail}"
 
 
-def fail_job(session: Session, job_id: int, reason: str) -> None:
-    """End a job failed, and its run too if the job was its training."""
-    if jq.finish_job(session, job_id, JobStatus.FAILED, reason):
-        job = jq.get_job(session, job_id)
-        if job.evaluation_id is not None:
-            ev = rq.get_evaluation(session, job.evaluation_id)
-            if ev.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-                rq.finish_evaluation(session, ev.id, status=JobStatus.FAILED)
-        if job.kind == "train" and job.run_id is not None:
-            run = rq.get_run(session, job.run_id)
-            if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-                rq.set_run_status(session, run.id, JobStatus.FAILED)
+def fail_job(session: Session, job_id: int, reason: str, attempt: int | None = None) -> bool:
+    """End a job failed, with its unfinished evaluation and, for a training, its run (db.jobs.end_job);
+    with `attempt`, only if that attempt is still the current one. False if it had already ended."""
+    return jq.end_job(session, job_id, JobStatus.FAILED, reason, attempt=attempt) is not None
 
 
 class Worker:
@@ -88,22 +72,47 @@ class Worker:
         self._stop = False
 
     def reap(self) -> list[int]:
-        """Fail running jobs whose worker died: stale heartbeat, or a dead pid on this host."""
-        failed = []
+        """Fail running jobs whose worker died (stale heartbeat, or a dead worker pid on this host).
+        A child still running on this host is killed with its process group first, so nothing
+        of a failed job keeps running; its feature cache is removed after."""
+        doomed: list[tuple[Job, str]] = []
         with self.sessions.begin() as s:
-            for job in jq.stale_running_jobs(s, stale_after()):
-                fail_job(s, job.id, f"its worker {job.worker} stopped responding "
-                                    f"(no heartbeat for {stale_after().total_seconds():.0f} s)")
-                failed.append(job.id)
+            stale = {job.id for job in jq.stale_running_jobs(s, stale_after())}
             for job in jq.active_jobs(s):
                 host, _, pid = (job.worker or "").rpartition(":")
-                if job.status == JobStatus.RUNNING and host == self.host and pid.isdigit() \
-                        and job.worker != self.name and not _pid_alive(int(pid)):
-                    fail_job(s, job.id, f"its worker (pid {pid}) is gone")
+                if job.id in stale:
+                    reason = (f"its worker {job.worker} stopped responding "
+                              f"(no heartbeat for {stale_after().total_seconds():.0f} s)")
+                    doomed.append((job, reason))
+                elif job.status == JobStatus.RUNNING and host == self.host and pid.isdigit() \
+                        and job.worker != self.name and not pid_alive(int(pid)):
+                    doomed.append((job, f"its worker (pid {pid}) is gone"))
+        failed = []
+        for job, reason in doomed:
+            if job.child_host == self.host and job.child_pgid and kill_job_group(job.child_pgid, job.id):
+                reason += f"; its process group {job.child_pgid} was killed"
+            with self.sessions.begin() as s:
+                if fail_job(s, job.id, reason, attempt=job.attempt):
                     failed.append(job.id)
-        for job_id in failed:
-            log.warning("job %s failed: its worker died", job_id)
+                    log.warning("job %s (attempt %s) failed: %s", job.id, job.attempt, reason)
+        if failed:
+            self.sweep_caches()
         return failed
+
+    def sweep_caches(self) -> list[Path]:
+        """Remove the DFR feature cache (hundreds of MB) of every run no running job works on:
+        a killed training cannot remove its own. A cache still open elsewhere keeps working
+        (the file lives on until closed); only its name goes."""
+        caches = [c for c in self.ws.runs_dir.glob(f"*/{FEATURE_CACHE_NAME}") if c.parent.name.isdigit()]
+        if not caches:
+            return []
+        with self.sessions.begin() as s:
+            busy = jq.running_run_ids(s)
+        removed = [c for c in caches if int(c.parent.name) not in busy]
+        for cache in removed:
+            cache.unlink(missing_ok=True)
+            log.info("removed the feature cache of run %s (no running job uses it)", cache.parent.name)
+        return removed
 
     def serve(self, once: bool = False) -> int:
         """Run jobs until stopped (or one job / an empty queue with `once`); returns jobs run."""
@@ -111,16 +120,17 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
         with self.sessions.begin() as s:
             wq.register_worker(s, self.name, self.host, os.getpid(), None)
+        self.sweep_caches()
         done, idle_since = 0, time.monotonic()
         try:
             while not self._stop:
                 self.reap()
                 with self.sessions.begin() as s:
                     job = jq.claim_next_job(s, self.name)
-                    job_id = job.id if job else None
-                    wq.worker_heartbeat(s, self.name, job_id)
-                if job_id is not None:
-                    self.run_job(job_id)
+                    attempt = jq.Attempt(job.id, job.attempt) if job else None
+                    wq.worker_heartbeat(s, self.name, job.id if job else None)
+                if attempt is not None:
+                    self.run_job(attempt)
                     done += 1
                     idle_since = time.monotonic()
                     if once:
@@ -144,64 +154,62 @@ class Worker:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"job-{job.id}.log"
 
-    def run_job(self, job_id: int) -> None:
+    def run_job(self, attempt: jq.Attempt) -> None:
+        job_id = attempt.job_id
         with self.sessions.begin() as s:
             job = jq.get_job(s, job_id)
             log_path = self._log_path(job)
         env = os.environ | {HOME_ENV: str(self.ws.home), DATABASE_URL_ENV: self.ws.database_url}
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.jobs.child", str(job_id)], stdout=log_file,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                [sys.executable, "-m", "engine.jobs.child", str(job_id), str(attempt.number)],
+                stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
-        log.info("job %s (%s) started in pid %s, log %s", job_id, job.kind, proc.pid, log_path)
-        with self.sessions.begin() as s:
-            jq.set_child(s, job_id, proc.pid, str(log_path))
-        ended_by = self._watch(job_id, proc)
+        log.info("%s (%s) started in pid %s, log %s", attempt, job.kind, proc.pid, log_path)
+        ended_by = None
+        try:
+            with self.sessions.begin() as s:
+                jq.start_attempt(s, attempt, pid=proc.pid, pgid=proc.pid, host=self.host, log_path=str(log_path))
+        except SupersededError as exc:
+            kill_group(proc)
+            ended_by = str(exc)
+        ended_by = ended_by or self._watch(attempt, proc)
+        kill_job_group(proc.pid, job_id)  # DataLoader workers a killed child left behind
         with self.sessions.begin() as s:
             job = jq.get_job(s, job_id)
-            if job.status == JobStatus.RUNNING:
+            if job.status == JobStatus.RUNNING and job.attempt == attempt.number:
                 reason = ended_by or exit_reason(proc.returncode, log_path)
                 if job.cancel_requested:
-                    jq.finish_job(s, job_id, JobStatus.CANCELLED, "cancelled by user")
-                    if job.kind == "train" and job.run_id is not None:
-                        rq.set_run_status(s, job.run_id, JobStatus.CANCELLED)
-                    if job.evaluation_id is not None:
-                        rq.finish_evaluation(s, job.evaluation_id, status=JobStatus.CANCELLED)
+                    jq.end_job(s, job_id, JobStatus.CANCELLED, "cancelled by user", attempt=attempt.number)
                 else:
-                    fail_job(s, job_id, reason)
+                    fail_job(s, job_id, reason, attempt=attempt.number)
             log.info("job %s ended %s", job_id, jq.get_job(s, job_id).status)
         if job.kind == "train" and job.run_id is not None:  # a killed training leaves its cache behind
             (self.ws.run_dir(job.run_id) / FEATURE_CACHE_NAME).unlink(missing_ok=True)
 
-    def _watch(self, job_id: int, proc: subprocess.Popen[bytes]) -> str | None:
-        """Heartbeat until the child exits; kill it on cancel or when the worker is stopped."""
+    def _watch(self, attempt: jq.Attempt, proc: subprocess.Popen[bytes]) -> str | None:
+        """Heartbeat until the child exits; kill it on cancel, when the worker is stopped, or when
+        its attempt was superseded and it does not stop by itself."""
         last_beat = 0.0
         while proc.poll() is None:
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 with self.sessions.begin() as s:
-                    cancel = jq.heartbeat(s, job_id)
-                    wq.worker_heartbeat(s, self.name, job_id)
+                    wq.worker_heartbeat(s, self.name, attempt.job_id)
+                try:
+                    with self.sessions.begin() as s:
+                        cancel = jq.heartbeat(s, attempt)
+                except SupersededError as exc:  # ended by the child itself, or failed by a reaper
+                    try:
+                        proc.wait(timeout=KILL_GRACE_S)
+                    except subprocess.TimeoutExpired:
+                        kill_group(proc)
+                    return str(exc)
                 last_beat = time.monotonic()
                 if cancel:
-                    _kill_group(proc)
+                    kill_group(proc)
                     return "cancelled by user"
             if self._stop:
-                _kill_group(proc)
+                kill_group(proc)
                 return f"worker {self.name} was stopped while the job ran"
             time.sleep(0.2)
         return None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group (DataLoader workers too), SIGKILL after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue

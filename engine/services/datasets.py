@@ -14,7 +14,7 @@ from db import datasets as dq
 from db import masks as mq
 from db.auth import Actor
 from db.models import Image
-from engine.intake.images import read_mask
+from engine.intake.images import read_mask, sha256_file
 from engine.intake.importer import ImportPlan, ScannedImage, Skipped
 from engine.intake.maskfiles import image_mask_dir, write_mask_file
 
@@ -29,6 +29,9 @@ class ImportReport:
     unchanged: int = 0
     updated: list[dict[str, str]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    missing: list[dict[str, str]] = field(default_factory=list)  # recorded, file gone
+    changed: list[dict[str, str]] = field(default_factory=list)  # recorded, file there but not usable as imported
+    restored: list[dict[str, str]] = field(default_factory=list)  # missing/changed before, back as imported
 
     @property
     def usable(self) -> int:
@@ -43,6 +46,7 @@ class ImportReport:
             "dataset": self.dataset, "layout": self.layout, "imported": counts,
             "unchanged": self.unchanged, "updated": self.updated,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "missing": self.missing, "changed": self.changed, "restored": self.restored,
         }
 
 
@@ -75,7 +79,10 @@ def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: st
     by the callers in engine.services.imports); re-importing the same files adds nothing.
 
     A file already registered under another path with the same content is a duplicate, unless
-    the old path is gone (the folder moved): then the record follows the file.
+    the old path is gone (the folder moved): then the record follows the file. Records under the
+    folder whose file is gone, or is there but no longer importable with its recorded content,
+    are marked missing / changed (left out of counts, training and evaluation) and reported;
+    they are present again once the file is back with the same content.
     """
     ds = dq.get_or_create_dataset(session, name, str(plan.root), plan.layout)
     report = ImportReport(dataset=name, layout=plan.layout, skipped=list(plan.skipped))
@@ -84,6 +91,9 @@ def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: st
         existing = dq.find_image(session, ds.id, path)
         if existing is not None and existing.sha256 == scanned.info.sha256:
             report.unchanged += 1
+            if existing.file_status != dq.PRESENT:
+                report.restored.append({"path": path, "reason": f"back with its imported content "
+                                                                f"(was {existing.file_status})"})
         elif existing is not None:
             _refresh(existing, scanned)
             report.updated.append({"path": path, "reason": "content changed since the last import"})
@@ -101,9 +111,38 @@ def register_plan(session: Session, masks_root: Path, plan: ImportPlan, name: st
                 session.add(existing)
                 session.flush()
                 report.imported[_bucket(scanned)] += 1
+        dq.set_file_status(session, [existing], dq.PRESENT)
         if _add_imported_mask(session, masks_root, existing, scanned, actor):
             report.imported["masks"] += 1
+    _mark_gone(session, ds.id, plan, report)
     return report
+
+
+def _mark_gone(session: Session, dataset_id: int, plan: ImportPlan, report: ImportReport) -> None:
+    """Mark and report the records under the scanned folder that the scan did not find usable."""
+    seen = {str(i.path) for i in plan.images}
+    why_skipped = {str(plan.root / sk.path): sk.reason for sk in plan.skipped}
+    prefix = str(plan.root).rstrip("/") + "/"
+    missing, changed = [], []
+    for img in dq.list_images(session, dataset_id):
+        if not img.path.startswith(prefix) or img.path in seen:
+            continue
+        path = Path(img.path)
+        if not path.is_file():
+            missing.append(img)
+            report.missing.append({"path": img.path, "reason": "file deleted or moved since the last import"})
+            continue
+        try:
+            same = path.stat().st_size == img.size_bytes and sha256_file(path) == img.sha256
+        except OSError as exc:
+            same, why_skipped[img.path] = False, f"cannot be read: {exc.strerror or exc}"
+        if same:
+            continue  # the recorded content, only no longer accepted by the scan: left as it was
+        changed.append(img)
+        reason = why_skipped.get(img.path, "not usable")
+        report.changed.append({"path": img.path, "reason": f"content changed since the last import ({reason})"})
+    dq.set_file_status(session, missing, "missing")
+    dq.set_file_status(session, changed, "changed")
 
 
 def _new_image(dataset_id: int, s: ScannedImage) -> Image:

@@ -159,6 +159,9 @@ def _merge(name: str, reports: list[ImportReport], extra_skipped: list[Skipped])
         merged.unchanged += r.unchanged
         merged.updated += r.updated
         merged.skipped += r.skipped
+        merged.missing += r.missing
+        merged.changed += r.changed
+        merged.restored += r.restored
     return merged.as_dict()
 
 

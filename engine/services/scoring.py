@@ -16,6 +16,21 @@ from engine.services.runs import trained_run
 from engine.workspace import Workspace
 
 
+def check_request(paths: list[Path], out_dir: Path | None) -> None:
+    """Refuse, before any work, what can only end in a traceback: a path with a NUL byte (no
+    file has one; PostgreSQL cannot even store it) and a heatmap folder that is a file."""
+    for path in paths:
+        if "\0" in str(path):
+            raise UserError(f"path {str(path)!r}: contains a NUL byte, so no file can have this name")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: is a file, not a folder; heatmaps need a folder (new or existing)")
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{out_dir}: cannot create the heatmap folder ({exc.strerror or exc})") from None
+
+
 def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, paths: list[Path],
                   out_dir: Path | None = None, *, heatmaps: bool = True,
                   results_file: Path | None = None) -> list[dict[str, Any]]:
@@ -34,6 +49,7 @@ def predict_paths(ws: Workspace, sessions: sessionmaker[Session], run_id: int, p
         checkpoint, threshold_id = Path(run.checkpoint), t.id
         band = (t.review_low, t.review_high) if t.review_low is not None else None
         image_t, pixel_t = t.image_threshold, t.pixel_threshold
+    check_request(paths, out_dir)
     from engine.evaluation.predict import append_results, check_results_file, predict_images  # torch
 
     if results_file is not None:

@@ -50,12 +50,12 @@ def test_running_job_progress_and_eta_follow_the_database(ws: TrainedWorkspace) 
     job_id = _queue()
     with sessions().begin() as s:
         jq.claim_next_job(s, "testhost:1")
-        jq.report_progress(s, job_id, 0.4, "epoch 2/5", eta_s=90)
+        jq.report_progress(s, jq.Attempt(job_id, 1), 0.4, "epoch 2/5", eta_s=90)
     at = open_page("jobs")
     bars = [p.proto.text for p in at.get("progress")]
     assert any(t.startswith("40% · epoch 2/5 · about 1 min") for t in bars), bars
     with sessions().begin() as s:
-        jq.report_progress(s, job_id, 0.8, "epoch 4/5", eta_s=20)
+        jq.report_progress(s, jq.Attempt(job_id, 1), 0.8, "epoch 4/5", eta_s=20)
     at.run()  # the fragment's timer does not fire in AppTest: rerun by hand
     bars = [p.proto.text for p in at.get("progress")]
     assert any(t.startswith("80% · epoch 4/5 · about") for t in bars), bars

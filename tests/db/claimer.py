@@ -18,9 +18,10 @@ def main(url: str, name: str) -> int:
             if job is None:
                 break
             claimed.append(job.id)
+            attempt = jq.Attempt(job.id, job.attempt)
         with sessions.begin() as s:
-            jq.report_progress(s, job.id, 0.5, "half")
-            jq.finish_job(s, job.id, "succeeded")
+            jq.report_progress(s, attempt, 0.5, "half")
+            jq.finish_attempt(s, attempt, "succeeded")
     print(json.dumps(claimed))
     return 0
 

@@ -42,7 +42,7 @@ def test_cancel_queued_and_running(db_url: str) -> None:
         running = jq.request_cancel(s, a)
         assert running.status == "running" and running.cancel_requested
     with sessions.begin() as s:
-        assert jq.heartbeat(s, a) is True  # the worker sees the request
+        assert jq.heartbeat(s, jq.Attempt(a, 1)) is True  # the worker sees the request
         assert jq.claim_next_job(s, "w") is None
 
 
