@@ -9,16 +9,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db import audit, validate
+from db.auth import Actor, Permission, require
 from db.errors import NotFoundError
 from db.models import FINAL, Job, JobStatus, LineResult, Release, utcnow
 
 
-def create_release(session: Session, run_id: int, threshold_id: int | None, *, created_by: str,
+def create_release(session: Session, run_id: int, threshold_id: int | None, *, actor: Actor,
                    note: str | None = None) -> Release:
-    release = Release(run_id=run_id, threshold_id=threshold_id, created_by=created_by, note=note,
+    """Record a release by `actor` (who must be allowed to release), audited."""
+    require(actor, Permission.RELEASES, f"release run {run_id}")
+    note = validate.text(note, "release note")
+    release = Release(run_id=run_id, threshold_id=threshold_id, created_by=actor.name, note=note,
                       status=JobStatus.QUEUED)
     session.add(release)
     session.flush()
+    audit.record(session, actor, audit.RELEASE, f"release {release.id}",
+                 {"run_id": run_id, "threshold_id": threshold_id, "note": note})
     return release
 
 
@@ -61,10 +68,11 @@ def release_by_sha(session: Session, bundle_sha256: str) -> Release | None:
                            .order_by(Release.id.desc()).limit(1)).first()
 
 
-def add_line_results(session: Session, run_id: int, rows: Iterable[dict[str, Any]], *, imported_by: str) -> int:
+def add_line_results(session: Session, run_id: int, rows: Iterable[dict[str, Any]], *, actor: Actor) -> int:
     """Store line verdicts; a row already stored (same bundle, path and time) is skipped.
     Rows: bundle_sha256, threshold_id, path, verdict, score, error, ms, scored_at (datetime), image_id,
     release_id. Returns how many were new."""
+    require(actor, Permission.IMPORT, f"bring line results of run {run_id} in")
     rows = list(rows)
     if not rows:
         return 0
@@ -78,7 +86,7 @@ def add_line_results(session: Session, run_id: int, rows: Iterable[dict[str, Any
         if key in seen:
             continue
         seen.add(key)
-        session.add(LineResult(run_id=run_id, imported_by=imported_by, **r))
+        session.add(LineResult(run_id=run_id, imported_by=actor.name, **r))
         new += 1
     session.flush()
     return new

@@ -7,8 +7,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.state import sessions, user, workspace
+from dashboard.state import actor, sessions, workspace
 from dashboard.widgets.charts import HEIGHT, NOK_COLOR, OK_COLOR, REVIEW_COLOR
+from db.errors import PermissionDenied, ValidationError
 from engine.errors import UserError
 from engine.services.line import LineSummary, import_line_results, save_line_images
 
@@ -31,8 +32,8 @@ def upload_ui(run_id: int) -> None:
     try:
         folder = save_line_images(workspace(), [(f.name, f.getvalue()) for f in images or []])
         report = import_line_results(workspace(), sessions(), run_id, results.getvalue().decode("utf-8", "replace"),
-                                     where=results.name, images_dir=folder, imported_by=user())
-    except UserError as exc:
+                                     actor=actor(), where=results.name, images_dir=folder)
+    except (UserError, PermissionDenied, ValidationError) as exc:
         st.error(str(exc), icon=":material/error:")
         return
     st.success(f"Stored {report.stored} results ({report.already} were already here); {report.queued} images "

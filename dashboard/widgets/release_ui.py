@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.state import SELECTED_JOB, sessions, user, workspace
+from dashboard.state import SELECTED_JOB, actor, can, sessions, workspace
 from db import releases as relq
+from db.auth import Permission
+from db.errors import PermissionDenied, ValidationError
 from db.models import JobStatus
 from engine.errors import UserError
 from engine.jobs.queue import submit_release
@@ -19,9 +21,9 @@ from engine.services.releases import zip_path
 def _release(run_id: int, note: str) -> None:
     try:
         with sessions().begin() as s:
-            job, release_id = submit_release(s, run_id=run_id, created_by=user(), note=note.strip() or None)
+            job, release_id = submit_release(s, run_id=run_id, actor=actor(), note=note.strip() or None)
             job_id = job.id
-    except UserError as exc:
+    except (UserError, PermissionDenied, ValidationError) as exc:
         st.session_state[f"release_msg_{run_id}"] = ("error", f"Not released: {exc}")
         return
     st.session_state[SELECTED_JOB] = job_id
@@ -35,7 +37,7 @@ def release_ui(run_id: int, has_threshold: bool) -> None:
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     note = c1.text_input("Release note", key=f"release_note_{run_id}", placeholder="e.g. line 3, from the March batch")
     c2.button("Release to the line", icon=":material/rocket_launch:", key=f"release_{run_id}", width="stretch",
-              disabled=not has_threshold, on_click=lambda: _release(run_id, note),
+              disabled=not has_threshold or not can(Permission.RELEASES), on_click=lambda: _release(run_id, note),
               help="Exports the model with the active threshold as a bundle for `prefilter-qa-line` "
                    "(an industrial PC without torch scores parts with exactly these verdicts).")
     if (msg := st.session_state.get(f"release_msg_{run_id}")) is not None:

@@ -237,6 +237,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if not failed else EXIT_NO_IMAGES if failed == len(results) else EXIT_SOME_FAILED
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the run + threshold as a line bundle in this process (the dashboard queues a job)."""
+    from engine.services.releases import new_release, perform_release, release_dict
+
+    ws, sessions = open_workspace()
+    with sessions.begin() as s:
+        release_id = new_release(s, args.run, args.threshold, actor=_actor(args), note=args.note).id
+    print(f"exporting run {args.run} (release {release_id}) to {args.out} ...", file=sys.stderr)
+    meta = perform_release(ws, sessions, release_id, Path(args.out))
+    with sessions.begin() as s:
+        from db import releases as relq
+
+        out = release_dict(relq.get_release(s, release_id)) | {"threshold": meta["threshold"]}
+    emit(args, out, lambda r: f"release {r['id']}: bundle {r['bundle_sha256'][:12]} in {r['path']} "
+                              f"(threshold {r['threshold']['image']:.4g}, {r['info']['golden']} golden images, "
+                              f"onnxruntime vs torch: scores within {r['info']['score_max_abs_diff']:.2g})")
+    return 0
+
+
+def cmd_import_line(args: argparse.Namespace) -> int:
+    """Bring a line scorer's results file back: verdicts stored, REVIEW/NOK images queued for review."""
+    from engine.services.line import import_line_results
+
+    ws, sessions = open_workspace()
+    path = Path(args.results).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CliExit(EXIT_USER_ERROR, f"{path}: cannot read ({exc.strerror or exc})") from None
+    images = Path(args.images).expanduser() if args.images else None
+    report = import_line_results(ws, sessions, args.run, text, actor=_actor(args), where=str(path),
+                                 images_dir=images).as_dict()
+    emit(args, report, lambda r: "\n".join(
+        [f"run {r['run_id']}: stored {r['stored']} line results ({r['already_stored']} already stored), "
+         f"{r['queued_for_review']} images queued for review on the Review page"]
+        + [f"  image not found: {p}" for p in r["missing_images"]]
+        + [f"  skipped: {s['reason']}" for s in r["skipped"]]))
+    return 0
+
+
 def _user_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", help="name recorded as author in the audit trail (default: your login name)")
 
@@ -306,6 +346,22 @@ def _args_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH")
 
 
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--threshold", type=int, help="threshold id (default: the run's active threshold)")
+    p.add_argument("--out", type=Path, required=True, help="new (or empty) folder for the bundle")
+    p.add_argument("--note", help="why this release (recorded)")
+    _user_arg(p)
+
+
+def _args_import_line(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", help="a results file (JSONL) written by prefilter-qa-line")
+    p.add_argument("--run", type=int, required=True, help="the run its bundle was released from")
+    p.add_argument("--images", help="folder holding the judged images, when they are no longer where the line "
+                                    "saw them (matched by file name)")
+    _user_arg(p)
+
+
 COMMANDS: dict[str, tuple[str, Any, Any]] = {
     "demo": ("make + import the synthetic demo dataset", _args_demo, cmd_demo),
     "import": ("register a dataset folder (layouts: seed, mvtec, flat)", _args_import, cmd_import),
@@ -320,4 +376,7 @@ COMMANDS: dict[str, tuple[str, Any, Any]] = {
     "predict": ("score images with the run's active threshold", _args_predict, cmd_predict),
     "report": ("an evaluation as CSV (per test image) or PDF (for change control)", args_report, cmd_report),
     "users": ("dashboard accounts: init, add, list, role, passwd, disable, enable", args_users, cmd_users),
+    "export": ("release a run + threshold as a bundle for prefilter-qa-line", _args_export, cmd_export),
+    "import-line": ("bring line results back (REVIEW/NOK images to the Review page)", _args_import_line,
+                    cmd_import_line),
 }

@@ -61,6 +61,8 @@ def main(job_id: int, attempt_number: int) -> int:
             tasks.run_train(ws, sessions, attempt)
         elif kind == "evaluate":
             tasks.run_evaluate(ws, sessions, attempt)
+        elif kind == "release":
+            tasks.run_release(ws, sessions, attempt)
         else:
             raise UserError(f"unknown job kind {kind!r}")
         tasks.finish(sessions, attempt)

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import audit
 from db import datasets as dq
 from db import jobs as jq
 from db import masks as mq
 from db import releases as relq
-from db import audit
 from db import runs as rq
 from db.auth import Actor, Permission, require
 from db.errors import NotFoundError
@@ -128,12 +128,12 @@ def cancel_job(session: Session, job_id: int, actor: Actor) -> Job:
     return job
 
 
-def submit_release(session: Session, *, run_id: int, threshold_id: int | None = None, created_by: str = "system",
+def submit_release(session: Session, *, run_id: int, actor: Actor, threshold_id: int | None = None,
                    note: str | None = None) -> tuple[Job, int]:
     """Queue the export of a run + threshold as a line bundle; returns the job and the release id."""
     from engine.services.releases import new_release
 
-    release = new_release(session, run_id, threshold_id, created_by=created_by, note=note)
-    job = jq.enqueue_job(session, "release", {"release_id": release.id}, run_id=run_id, created_by=created_by)
+    release = new_release(session, run_id, threshold_id, actor=actor, note=note)
+    job = jq.enqueue_job(session, "release", {"release_id": release.id}, run_id=run_id, created_by=actor.name)
     return job, release.id
 

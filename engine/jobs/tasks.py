@@ -256,3 +256,14 @@ def run_evaluation(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.A
             )
         jq.finish_attempt(s, attempt, JobStatus.SUCCEEDED)  # a training's run succeeds with it
 
+
+def run_release(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attempt) -> None:
+    """Export the release's bundle into the workspace (engine.services.releases)."""
+    from engine.services.releases import perform_release
+
+    with sessions.begin() as s:
+        release_id = int(jq.get_job(s, attempt.job_id).payload["release_id"])
+    Reporter(sessions, attempt)(0.05, "exporting the model and checking it against torch", force=True)
+    meta = perform_release(ws, sessions, release_id)
+    Reporter(sessions, attempt)(1.0, f"bundle {meta['sha256'][:12]} written", 0.0, force=True)
+

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import jobs as jq
+from db import releases as relq
 from db import workers as wq
 from db.errors import SupersededError
 from db.models import Job, JobStatus
@@ -60,7 +61,11 @@ def exit_reason(returncode: int, log_path: Path | None) -> str:
 def fail_job(session: Session, job_id: int, reason: str, attempt: int | None = None) -> bool:
     """End a job failed, with its unfinished evaluation and, for a training, its run (db.jobs.end_job);
     with `attempt`, only if that attempt is still the current one. False if it had already ended."""
-    return jq.end_job(session, job_id, JobStatus.FAILED, reason, attempt=attempt) is not None
+    job = jq.end_job(session, job_id, JobStatus.FAILED, reason, attempt=attempt)
+    if job is None:
+        return False
+    relq.end_release_of_job(session, job, JobStatus.FAILED, reason)
+    return True
 
 
 class Worker:
@@ -180,7 +185,9 @@ class Worker:
             if job.status == JobStatus.RUNNING and job.attempt == attempt.number:
                 reason = ended_by or exit_reason(proc.returncode, log_path)
                 if job.cancel_requested:
-                    jq.end_job(s, job_id, JobStatus.CANCELLED, "cancelled by user", attempt=attempt.number)
+                    ended = jq.end_job(s, job_id, JobStatus.CANCELLED, "cancelled by user", attempt=attempt.number)
+                    if ended is not None:
+                        relq.end_release_of_job(s, ended, JobStatus.CANCELLED)
                 else:
                     fail_job(s, job_id, reason, attempt=attempt.number)
             log.info("job %s ended %s", job_id, jq.get_job(s, job_id).status)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import datasets as dq
 from db import releases as relq
 from db import runs as rq
+from db.auth import Actor
 from db.models import LineResult
 from engine.errors import InputFileError, UserError
 from engine.evaluation.decisions import score_drift
@@ -79,7 +80,8 @@ def _find(path: str, images_dir: Path | None) -> Path | None:
     return None
 
 
-def _bring_in(ws: Workspace, session: Session, dataset: str, run_id: int, found: dict[str, Path]) -> dict[str, int]:
+def _bring_in(ws: Workspace, session: Session, dataset: str, run_id: int, found: dict[str, Path],
+              actor: Actor) -> dict[str, int]:
     """Copy the images into the workspace and register them unlabelled; path on the line -> image id."""
     folder = ws.uploads_dir / "line" / f"run-{run_id}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,21 +101,19 @@ def _bring_in(ws: Workspace, session: Session, dataset: str, run_id: int, found:
     unique = list({s.info.sha256: s for s in scanned}.values())
     if unique:
         register_plan(session, ws.masks_dir, ImportPlan(root=folder, layout="flat", images=unique, skipped=[]),
-                      dataset)
+                      dataset, actor)
     ds = dq.get_dataset(session, dataset)
+    dq.mark_source(session, ds.id, [str(x.path) for x in unique], "line")
     ids: dict[str, int] = {}
     for sha, paths in by_sha.items():
         img = dq.image_by_sha(session, ds.id, sha)
         if img is not None:
-            if img.source == "import" and str(folder) in img.path:
-                img.source = "line"
             ids.update({p: img.id for p in paths})
     return ids
 
 
 def import_line_results(ws: Workspace, sessions: sessionmaker[Session], run_id: int, text: str, *,
-                        where: str = "results", images_dir: Path | None = None,
-                        imported_by: str = "system") -> LineImport:
+                        actor: Actor, where: str = "results", images_dir: Path | None = None) -> LineImport:
     """Store a results file's rows for `run_id`; rows of a bundle released from another run are refused."""
     rows, skipped = _parse(text, where)
     report = LineImport(run_id=run_id, skipped=skipped)
@@ -141,10 +141,10 @@ def import_line_results(ws: Workspace, sessions: sessionmaker[Session], run_id: 
             else:
                 found[r["path"]] = src
     with sessions.begin() as s:
-        ids = _bring_in(ws, s, dataset, run_id, found) if found else {}
+        ids = _bring_in(ws, s, dataset, run_id, found, actor) if found else {}
         for r in good:
             r["image_id"] = ids.get(r["path"])
-        report.stored = relq.add_line_results(s, run_id, good, imported_by=imported_by)
+        report.stored = relq.add_line_results(s, run_id, good, actor=actor)
         report.already = len(good) - report.stored
         report.queued = len(set(ids.values()))
     if not good and rows:

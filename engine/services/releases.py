@@ -14,6 +14,7 @@ from db import datasets as dq
 from db import decisions as tq
 from db import releases as relq
 from db import runs as rq
+from db.auth import Actor
 from db.models import JobStatus, Release
 from engine.config import score_rule
 from engine.errors import UserError
@@ -86,11 +87,11 @@ def perform_release(ws: Workspace, sessions: sessionmaker[Session], release_id: 
     return meta
 
 
-def new_release(session: Session, run_id: int, threshold_id: int | None, *, created_by: str,
+def new_release(session: Session, run_id: int, threshold_id: int | None, *, actor: Actor,
                 note: str | None = None) -> Release:
     """Record a release of the run's active (or given) threshold; checks it can be built."""
     spec = release_spec(session, run_id, threshold_id)
-    return relq.create_release(session, run_id, spec.threshold["id"], created_by=created_by, note=note)
+    return relq.create_release(session, run_id, spec.threshold["id"], actor=actor, note=note)
 
 
 def release_dict(r: Release) -> dict[str, Any]:

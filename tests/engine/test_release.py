@@ -132,12 +132,14 @@ def test_release_job_writes_bundle_and_zip(trained_workspace, tmp_path: Path) ->
 
     from db import connect
     from db import releases as relq
+    from db.auth import system_actor
     from engine.jobs.queue import submit_release
 
     home = copy_workspace(trained_workspace.home, tmp_path / "ws")
     sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")
     with sessions.begin() as s:
-        job, release_id = submit_release(s, run_id=trained_workspace.dfr_run, created_by="erika", note="first")
+        job, release_id = submit_release(s, run_id=trained_workspace.dfr_run, actor=system_actor("erika"),
+                                         note="first")
     cli("worker", "--once", home=home)
     with sessions.begin() as s:
         r = relq.get_release(s, release_id)

@@ -1,0 +1,111 @@
+"""Line results back in the workspace: `prefilter-qa import-line` after a real line scorer run,
+REVIEW/NOK images registered for review, re-import idempotent, foreign bundles refused, drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from db import connect
+from db import datasets as dq
+from db import decisions as tq
+from db import releases as relq
+from db.auth import system_actor
+from engine.evaluation.decisions import score_drift
+from engine.services.line import line_summary
+from tests.conftest import cli, copy_workspace
+from tests.engine.test_release import _line
+
+
+@pytest.fixture(scope="module")
+def line_run(trained_workspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A copy of the trained workspace whose DFR run has a review band, a release and a line results file."""
+    tmp = tmp_path_factory.mktemp("line")
+    home = copy_workspace(trained_workspace.home, tmp / "ws")
+    run_id = trained_workspace.dfr_run
+    images = sorted(trained_workspace.home.parent.parent.rglob("test/*/*.png"))
+    images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))
+    first = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
+    s = np.sort([r["score"] for r in first])
+    sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")
+    with sessions.begin() as ses:
+        base = tq.active_threshold(ses, run_id).id
+        mid = float((s[len(s) // 2] + s[len(s) // 2 + 1]) / 2)
+        tq.save_threshold(ses, run_id, actor=system_actor("qa"), base_id=base, image_threshold=mid,
+                          review_band=(float(s[2] + s[3]) / 2, mid), note="band for the line")
+    cli("export", "--run", str(run_id), "--out", str(tmp / "bundle"), home=home)
+    line_dir = tmp / "line-pc"
+    line_dir.mkdir()
+    for p in images:  # the camera's folder on the line PC: the same pixels, new files (other bytes)
+        Image.open(p).save(line_dir / f"{p.parent.name}-{p.name}", compress_level=9)
+    out = _line("score", str(tmp / "bundle"), *map(str, sorted(line_dir.iterdir())), "--results",
+                str(tmp / "results.jsonl"), cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    return {"home": home, "run": run_id, "results": tmp / "results.jsonl", "line_dir": line_dir, "tmp": tmp,
+            "sessions": sessions}
+
+
+def test_import_line_stores_results_and_queues_doubtful_images(line_run: dict) -> None:
+    home, run_id, results = line_run["home"], line_run["run"], line_run["results"]
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    doubtful = {r["path"] for r in rows if r["verdict"] in ("REVIEW", "NOK")}
+    assert doubtful and {r["verdict"] for r in rows} >= {"OK", "REVIEW"}
+    report = json.loads(cli("import-line", str(results), "--run", str(run_id), "--user", "lena", "--json",
+                            home=home).stdout)
+    assert report["stored"] == len(rows) and report["already_stored"] == 0 and not report["skipped"]
+    assert report["queued_for_review"] == len(doubtful) and not report["missing_images"]
+    with line_run["sessions"].begin() as s:
+        stored = relq.line_results(s, run_id)
+        assert {r.path for r in stored if r.image_id is not None} == doubtful
+        assert all(r.imported_by == "lena" and r.release_id is not None for r in stored)
+        img = dq.get_image(s, next(r.image_id for r in stored if r.image_id is not None))
+        assert img.source == "line" and img.label == "unknown" and Path(img.path).is_file()
+        assert str(home) in img.path  # copied into the workspace: the line PC may clean its folder
+        summary = line_summary(s, run_id)
+        assert sum(sum(day.values()) for day in summary.counts.values()) == len(rows)
+        assert summary.drift is not None and summary.drift["n_current"] == len(rows)
+    again = json.loads(cli("import-line", str(results), "--run", str(run_id), "--json", home=home).stdout)
+    assert again["stored"] == 0 and again["already_stored"] == len(rows)
+
+
+def test_import_line_refuses_foreign_bundles_and_reports_bad_lines(line_run: dict, trained_workspace) -> None:
+    home, tmp = line_run["home"], line_run["tmp"]
+    text = line_run["results"].read_text().splitlines()
+    mixed = tmp / "mixed.jsonl"
+    mixed.write_text("\n".join([text[0], "{not json", json.dumps({"path": "x.png"}), text[1]]) + "\n")
+    ok = json.loads(cli("import-line", str(mixed), "--run", str(line_run["run"]), "--json", home=home).stdout)
+    assert len(ok["skipped"]) == 2 and all("not a line result" in s["reason"] for s in ok["skipped"])
+    foreign = cli("import-line", str(line_run["results"]), "--run", str(trained_workspace.ae_run), home=home,
+                  check=False)
+    assert foreign.returncode == 1 and "none of its results belongs to a release of run" in foreign.stderr
+    missing = cli("import-line", str(tmp / "nope.jsonl"), "--run", str(line_run["run"]), home=home, check=False)
+    assert missing.returncode == 1 and "nope.jsonl: cannot read" in missing.stderr
+
+
+def test_images_moved_off_the_line_pc_are_found_by_name(line_run: dict, tmp_path: Path) -> None:
+    home = copy_workspace(line_run["home"], tmp_path / "ws")
+    moved = tmp_path / "archive"
+    line_run["line_dir"].rename(moved)
+    try:
+        gone = json.loads(cli("import-line", str(line_run["results"]), "--run", str(line_run["run"]), "--json",
+                              home=home).stdout)
+        assert gone["missing_images"] and gone["queued_for_review"] == 0
+        home2 = copy_workspace(line_run["home"], tmp_path / "ws2")
+        found = json.loads(cli("import-line", str(line_run["results"]), "--run", str(line_run["run"]), "--images",
+                               str(moved), "--json", home=home2).stdout)
+        assert not found["missing_images"] and found["queued_for_review"] > 0
+    finally:
+        moved.rename(line_run["line_dir"])
+
+
+def test_drift_is_a_shift_of_the_median_measured_in_ok_spreads() -> None:
+    ref = np.linspace(0.0, 1.0, 101)  # 5th..95th percentile spread 0.9
+    assert score_drift(ref, ref)["drift"] is False
+    moved = score_drift(ref, ref + 0.5)
+    assert moved["drift"] is True and moved["shift_of_spread"] == pytest.approx(0.5 / 0.9)
+    assert score_drift(ref, ref + 0.4)["drift"] is False  # 0.44 of the spread, under half
+    assert score_drift(ref[:1], ref) is None and score_drift(ref, np.array([])) is None
