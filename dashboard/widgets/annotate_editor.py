@@ -98,7 +98,7 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
     size = canvas_size(box)
     geo = geometry(box, size)
     head = st.container()  # filled after the canvas: it says whether there are unsaved strokes
-    tool = tool_ui(TOOLS_KEY)
+    tool = tool_ui(TOOLS_KEY, shortcuts=True)
     alpha = float(st.session_state.get(ALPHA_KEY, 0.45))
 
     def key() -> str:
@@ -114,14 +114,16 @@ def editor_ui(image_id: int, next_id: int | None) -> None:
             st.error(f"Cannot show {image.path}: {exc}")
             return
         st.caption(f"{describe(tool, 1 / geo.px_per_image_px)} Red: defect mask · cyan: eraser strokes, "
-                   "applied when you save.")
+                   "applied when you save. Hover over the canvas for its toolbar (below it): ↶ ↷ undo/redo "
+                   "strokes since the last zoom or save, the pencil selects and moves them, the bin clears them. "
+                   "Keys (click beside the canvas first): D / F previous / next image, B P G E tools, "
+                   "Q / W brush thinner / wider, Ctrl+S save.")
         k = key()
         objects = canvas.canvas_ui(bg, width=size[0], height=size[1], drawing_mode=tool.drawing_mode,
                                    stroke_width=tool.stroke_width, stroke_color=tool.stroke_color,
                                    fill_color=tool.fill_color, key=k)
         S.remember_canvas(image.id, k, geo, objects)
-        st.caption("Hover over the canvas for its toolbar: ↶ ↷ undo/redo strokes since the last zoom or "
-                   "save, the pencil selects and moves them, the bin clears them.")
+        st.space("medium")  # the canvas toolbar sits below the canvas: nothing of ours under it
         with st.expander("Mask history", icon=":material/history:"):
             history_ui(image.id)
     with head:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
+import cv2
 import streamlit as st
 
 from dashboard.state import can, sessions
@@ -17,22 +20,46 @@ SOURCES = {"imported": "imported", "drawn": "drawn", "cleared": "cleared (no def
            "restored": "restored"}
 
 
+THUMB = 96  # longest side of a version's thumbnail in the history
+
+
 def _when(m: Mask) -> str:
     return f"{m.created_at.astimezone():%Y-%m-%d %H:%M:%S}"
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _thumb(image_path: str, sha256: str, mask_path: str | None, hw: tuple[int, int]) -> str | None:
+    """A small PNG (data URI) of the image with that version's mask tinted; None if unreadable."""
+    try:
+        pic = load_image(image_path, sha256)
+    except UserError:
+        return None
+    s = THUMB / max(hw)
+    size = (max(1, round(hw[1] * s)), max(1, round(hw[0] * s)))
+    view = tinted(pic, load_mask(mask_path, hw), (0, 0, hw[1], hw[0]), size, 0.6)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
 def history_ui(image_id: int) -> None:
-    """Every saved version, newest first; restoring one saves its content as a new version."""
+    """Every saved version (with a thumbnail), newest first; restoring one saves its content as a
+    new version."""
     with sessions()() as s:
         versions = mq.mask_history(s, image_id)
+        image = s.get(Image, image_id)
+        pic = (image.path, image.sha256, (image.height, image.width)) if image else None
     if not versions:
         st.caption("No mask saved yet.")
         return
-    rows = [{"version": m.version, "author": m.author, "time": _when(m), "source": m.source,
-             "pixels": m.pixels, "from": m.parent_version} for m in versions]
-    st.dataframe(rows, hide_index=True, width="stretch",
-                 column_config={"version": st.column_config.NumberColumn("v", width="small"),
-                                "from": st.column_config.NumberColumn("from v", help="version the edit started from")})
+    rows = [{"mask": _thumb(pic[0], pic[1], m.path, pic[2]) if pic else None, "version": m.version,
+             "author": m.author, "time": _when(m), "source": SOURCES.get(m.source, m.source), "pixels": m.pixels,
+             "from": f"v{m.parent_version}" if m.parent_version is not None else "new"} for m in versions]
+    st.dataframe(rows, hide_index=True, width="stretch", row_height=THUMB // 2 + 8,
+                 column_config={"mask": st.column_config.ImageColumn("mask", width="small"),
+                                "version": st.column_config.NumberColumn("v", width="small"),
+                                "from": st.column_config.TextColumn(
+                                    "from", help="the version the edit started from; new: drawn on an image "
+                                    "without a mask")})
     older = [m.version for m in versions[1:]]
     if not older:
         return

@@ -165,6 +165,9 @@ def _request(image_id: int) -> None:
     st.session_state[ANNOTATE_IMAGE] = image_id
 
 
+PREV_KEY, NEXT_KEY = "D", "F"  # previous / next image, as in CVAT
+
+
 def stepper_ui(pos: Position) -> None:
     """◀ Prev · image picker · Next ▶ over the queue."""
     assert pos.image_id is not None
@@ -179,9 +182,9 @@ def stepper_ui(pos: Position) -> None:
     st.session_state[PICK_KEY] = cur
     c1, c2, c3, c4 = st.columns([1, 6, 1, 2], vertical_alignment="bottom")
     c1.button(":material/arrow_back: Prev", disabled=prev_id is None, on_click=go, args=(prev_id,),
-              key="annotate_prev", width="stretch")
+              key="annotate_prev", width="stretch", shortcut=PREV_KEY, help=f"Previous image ({PREV_KEY})")
     c2.selectbox("Image", options, key=PICK_KEY, on_change=_pick, label_visibility="collapsed",
                  format_func=lambda i: names.get(i, f"image {i}") + ("" if i in ids else "  (not in this queue)"))
     c3.button("Next :material/arrow_forward:", disabled=next_id is None, on_click=go, args=(next_id,),
-              key="annotate_next", width="stretch")
+              key="annotate_next", width="stretch", shortcut=NEXT_KEY, help=f"Next image ({NEXT_KEY})")
     c4.markdown(f"**{idx + 1} / {len(ids)}**" if in_queue else f"not in queue ({len(ids)} images)")

@@ -15,6 +15,9 @@ TOOLS = {
     "eraser": ":material/ink_eraser: Eraser",
 }
 ERASER_SHAPES = {"freedraw": "Brush", "polygon": "Polygon", "rect": "Rectangle"}
+SHORTCUTS = {"brush": "B", "polygon": "P", "rect": "G", "eraser": "E"}  # Streamlit reserves C and R
+WIDTH_KEYS = {-1: "Q", 1: "W"}  # thinner / wider brush
+WIDTH_STEP = 4
 HELP = {
     "brush": "Paint defect pixels freehand.",
     "polygon": "Click the corners; click the first corner again to close the polygon.",
@@ -41,11 +44,36 @@ class Tool:
         return ERASER_FILL if self.erase else self.paint[1]
 
 
+def _pick_tool(key: str, name: str) -> None:
+    st.session_state[f"{key}_tool"] = name
+
+
+def _step_width(key: str, step: int) -> None:
+    now = int(st.session_state.get(f"{key}_width", 12))
+    st.session_state[f"{key}_width"] = max(1, min(60, now + step * WIDTH_STEP))
+
+
+def shortcuts_ui(key: str, labels: dict[str, str] | None = None) -> None:
+    """A row of small buttons with keyboard shortcuts (Streamlit's own `shortcut=`): the tools and
+    thinner / wider brush, as in CVAT and Label Studio. Keys act while the canvas is not focused."""
+    names = {**TOOLS, **(labels or {})}
+    with st.container(horizontal=True, gap="small"):
+        for name, k in SHORTCUTS.items():
+            st.button(names[name].split(" ", 1)[-1], key=f"{key}_sc_{name}", type="tertiary", shortcut=k,
+                      on_click=_pick_tool, args=(key, name), help=f"{names[name].split(' ', 1)[-1]} ({k})")
+        for step, k in WIDTH_KEYS.items():
+            st.button("Thinner" if step < 0 else "Wider", key=f"{key}_sc_width_{step}", type="tertiary",
+                      icon=":material/remove:" if step < 0 else ":material/add:", shortcut=k,
+                      on_click=_step_width, args=(key, step), help=f"Brush width {'-' if step < 0 else '+'}"
+                      f"{WIDTH_STEP} px ({k})")
+
+
 def tool_ui(key: str, *, labels: dict[str, str] | None = None,
-            paint: tuple[str, str] = (PAINT_STROKE, PAINT_FILL), compact: bool = False) -> Tool:
+            paint: tuple[str, str] = (PAINT_STROKE, PAINT_FILL), compact: bool = False,
+            shortcuts: bool = False) -> Tool:
     """Tool picker + brush width. `key` prefixes widget keys (the tool key is also what pages
     check to see whether they were just (re)entered: it is not kept across page switches).
-    `compact`: tools on their own row (narrow containers)."""
+    `compact`: tools on their own row (narrow containers). `shortcuts`: a row of keyboard shortcuts."""
     names = {**TOOLS, **(labels or {})}
     if compact:
         top = st.container()
@@ -67,6 +95,8 @@ def tool_ui(key: str, *, labels: dict[str, str] | None = None,
                           disabled=not freehand,
                           help="Width of brush and eraser strokes on screen. Zoom in for finer strokes: "
                                "the mask is always drawn at the image's full resolution.")
+    if shortcuts:
+        shortcuts_ui(key, labels)
     return Tool(drawing_mode=mode, stroke_width=int(width) if freehand else 1, erase=choice == "eraser",
                 paint=paint)
 

@@ -62,11 +62,11 @@ def image_drawer_ui(img: Image, mask: Mask | None, neighbours: list[int], defect
     metadata, relabel form, move to training, annotate."""
     pos = neighbours.index(img.id) if img.id in neighbours else -1
     nav = st.columns(2)
-    for col, step, label, icon in ((nav[0], -1, "Previous", ":material/chevron_left:"),
-                                   (nav[1], 1, "Next", ":material/chevron_right:")):
+    for col, step, label, icon, keys in ((nav[0], -1, "Previous", ":material/chevron_left:", "Left"),
+                                         (nav[1], 1, "Next", ":material/chevron_right:", "Right")):
         target = neighbours[pos + step] if pos >= 0 and 0 <= pos + step < len(neighbours) else None
         if col.button(label, icon=icon, width="stretch", disabled=target is None, key=f"detail_{label}",
-                      icon_position="left" if step < 0 else "right"):
+                      icon_position="left" if step < 0 else "right", shortcut=keys):  # the arrow keys
             st.session_state[SELECTED_IMAGE] = target
             st.rerun()
     image_view_ui(img, mask, key="detail")

@@ -41,12 +41,18 @@ def folder_import_ui(roots: list[Path], default_name: str, *, key: str) -> Folde
         st.caption("Allowed under: " + ", ".join(f"`{r}`" for r in roots)
                    + " (set PREFILTER_QA_IMPORT_ROOTS to change).")
         c1, c2 = st.columns(2)
-        name = c1.text_input("Dataset name", value=default_name, key=f"{key}_name",
-                             help="An existing name adds the images to that dataset; a new name creates one.")
+        name = c1.text_input("Dataset name", key=f"{key}_name", placeholder="the folder's name",
+                             help="Empty: the folder's name. An existing name adds the images to that dataset; "
+                                  "a new name creates one.")
         layout = c2.selectbox("Layout", list(LAYOUTS), format_func=LAYOUTS.__getitem__, key=f"{key}_layout")
         if st.form_submit_button("Import folder", icon=":material/drive_folder_upload:", type="primary"):
-            return FolderRequest(folder=folder, name=name, layout=layout)
+            return FolderRequest(folder=folder, name=name.strip() or folder_name(folder), layout=layout)
     return None
+
+
+def folder_name(folder: str) -> str:
+    """The dataset name a folder suggests: its last part (`/data/line3-march/` -> "line3-march")."""
+    return Path(folder.strip()).expanduser().name if folder.strip() else ""
 
 
 def upload_ui(default_name: str, *, key: str) -> UploadRequest | None:
@@ -57,8 +63,11 @@ def upload_ui(default_name: str, *, key: str) -> UploadRequest | None:
                                  key=f"{key}_files", max_upload_size=MAX_UPLOAD_MB,
                                  help="A zip may hold loose images or a whole dataset in the seed or "
                                       "MVTec layout (its folders then give split, label and masks).")
-        name = st.text_input("Dataset name", value=default_name, key=f"{key}_name",
-                             help="An existing name adds the images to that dataset; a new name creates one.")
+        name = st.text_input("Dataset name", key=f"{key}_name",
+                             placeholder=f"e.g. {default_name} (the open dataset) or a new name" if default_name
+                             else "a new name", help="Required: an existing name adds the images to that "
+                             "dataset, a new name creates one. Nothing is filled in, so an upload never lands "
+                             "in a dataset by accident.")
         c1, c2 = st.columns(2)
         split = c1.selectbox("Split of loose images", list(SPLITS), format_func=SPLITS.__getitem__,
                              key=f"{key}_split")

@@ -191,6 +191,9 @@ def test_restore_from_history(workspace: Path, fake_canvas: Canvas) -> None:
     last = versions(workspace, image)[-1]
     assert last[1:3] == ("alice", "restored") and last[0] == first + 2
     np.testing.assert_array_equal(stored(workspace, image), original)
+    history = next(d.value for d in at.dataframe if "from" in d.value.columns)
+    assert "None" not in set(map(str, history["from"])) and history["from"].iloc[-1] == "new"
+    assert all(str(u).startswith("data:image/png;base64,") for u in history["mask"])  # a thumbnail per version
 
 
 def test_draft_survives_navigation_to_the_next_image_and_back(workspace: Path, fake_canvas: Canvas) -> None:
