@@ -8,12 +8,19 @@ Fixtures (all real: no mocks):
 - `base_url` (session): the server's URL, so `page.goto("/")` works (pytest-base-url).
 - `browser_type_launch_args` (session): pytest-playwright launches /usr/bin/chromium
   (PREFILTER_QA_CHROMIUM overrides) with sandbox/GPU/network extras off.
-- `app_page`: a fresh page on the app, loaded and idle (`wait_for_app` done).
+- `app_page`: a fresh page on the app, loaded, signed in as `ENGINEER` through the real sign-in
+  form, and idle (`wait_for_app` done).
+
+Accounts (created in the served workspace before the server starts, password `PASSWORD`):
+`ENGINEER` ("browser-qa"), `ANNOTATOR` ("browser-tester"), `VIEWER` ("browser-viewer"). A
+`page.goto` starts a new Streamlit session, which shows the sign-in form again: `sign_in(page,
+name)` fills and submits it like a person would.
 
 Helpers: `wait_for_app(page)` (script idle + websocket connected), `run_and_wait(page, action)`
 (do something that triggers a rerun, then wait for that rerun to end), `goto_page(page,
 title)` (sidebar navigation), `screenshot(page, name)` (PNG under test-output/screenshots/),
-`assert_no_exception(page)`. Waits are on Streamlit's own run state, never on sleeps.
+`assert_no_exception(page)`, `sign_in(page, name)`. Waits are on Streamlit's own run state, never
+on sleeps.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 APP_IDLE = "[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]"
 DEFAULT_TIMEOUT_MS = 60_000
+PASSWORD = "browser test password"
+ENGINEER, ANNOTATOR, VIEWER = "browser-qa", "browser-tester", "browser-viewer"
 
 # Counts finished script runs (full reruns and fragment runs): each time the script state
 # leaves "running". run_and_wait compares counts before and after an action.
@@ -166,6 +175,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory,
     home = copy_workspace(trained_workspace.home, base / "workspace")
     import_root = base / "imports"
     import_root.mkdir()
+    _add_accounts(home)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = base / "streamlit.log"
@@ -188,6 +198,16 @@ def app_server(tmp_path_factory: pytest.TempPathFactory,
             shutil.copy(log, base / "streamlit-failed.log")
 
 
+def _add_accounts(home: Path) -> None:
+    """The accounts the browser tests sign in with (the workspace then has users: no first-start admin)."""
+    from engine.services import accounts
+    from engine.services.store import open_workspace
+
+    factory = open_workspace(str(home))[1]
+    for name, role in ((ENGINEER, "engineer"), (ANNOTATOR, "annotator"), (VIEWER, "viewer")):
+        accounts.add_user(factory, accounts.local_actor("browser tests"), name, role, PASSWORD, must_change=False)
+
+
 @pytest.fixture(scope="session")
 def base_url(app_server: AppServer) -> str:
     return app_server.url
@@ -206,7 +226,18 @@ def app_page(page: Any, app_server: AppServer) -> Any:
     page.add_init_script(_RUN_COUNTER_JS)
     page.goto(app_server.url + "/")
     page.wait_for_function(f"window.__stRuns >= 1 && document.querySelector('{APP_IDLE}')")
+    sign_in(page, ENGINEER)
     return page
+
+
+def sign_in(page: Any, name: str, password: str = PASSWORD, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:
+    """Sign in through the real form (shown on any page without a session) and wait until the
+    page the address names has rendered with the account in the sidebar."""
+    page.get_by_label("User name", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    run_and_wait(page, page.get_by_role("button", name="Sign in", exact=True).click, timeout_ms)
+    page.locator("[data-testid=stSidebar]").get_by_text(name, exact=True).wait_for(timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)
 
 
 def wait_for_app(page: Any, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:

@@ -12,12 +12,13 @@ from playwright.sync_api import expect
 
 from engine.intake.images import read_mask
 from tests.browser.conftest import (
+    ANNOTATOR,
     APP_IDLE,
     AppServer,
     assert_no_exception,
-    enter_text,
     run_and_wait,
     screenshot,
+    sign_in,
     wait_for_app,
 )
 
@@ -72,7 +73,7 @@ def test_draw_save_then_erase_and_save_again(app_page: Any, app_server: AppServe
     hw = (height, width)
     page.goto(f"{app_server.url}/annotate?image={image_id}")  # a link to the image (new session)
     page.wait_for_function(f"window.__stRuns >= 1 && document.querySelector('{APP_IDLE}')")
-    enter_text(page, "Your name", "browser-tester")
+    sign_in(page, ANNOTATOR)  # a link opens a new session: sign in again; masks record who saved them
     expect(page.get_by_role("button", name="Save mask")).to_be_visible()
     v0, _, _, before = _latest_mask(app_server, image_id, hw)
 
@@ -82,7 +83,7 @@ def test_draw_save_then_erase_and_save_again(app_page: Any, app_server: AppServe
     expect(page.get_by_text("unsaved draft")).to_be_visible()
     _save(page)
     v1, author, source, drawn = _latest_mask(app_server, image_id, hw)
-    assert (v1, author, source) == (v0 + 1, "browser-tester", "drawn")
+    assert (v1, author, source) == (v0 + 1, ANNOTATOR, "drawn")
     row = int(0.3 * height)  # the stroke's centre line, in image pixels
     cols = slice(int(0.2 * width), int(0.8 * width))
     assert drawn[row, cols].all(), "the stroke's pixels are in the saved mask"

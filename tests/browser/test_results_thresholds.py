@@ -12,12 +12,21 @@ import numpy as np
 import pytest
 
 from engine.evaluation.metrics import roc_points
-from tests.browser.conftest import AppServer, assert_no_exception, enter_text, run_and_wait, screenshot, wait_for_app
+from tests.browser.conftest import (
+    ENGINEER,
+    AppServer,
+    assert_no_exception,
+    enter_text,
+    run_and_wait,
+    screenshot,
+    sign_in,
+    wait_for_app,
+)
 from tests.conftest import cli
 
 pytestmark = pytest.mark.browser
 
-USER = "browser-qa"
+USER = ENGINEER  # recorded as the threshold's author
 ROC_TITLE = "ROC — click a point to use its threshold"
 
 
@@ -34,14 +43,11 @@ def _scores(home: Any, run_id: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _open(page: Any, server: AppServer, path: str) -> None:
-    """Load a page by URL (deep link) and wait for its first run to end."""
+    """Load a page by URL (deep link: a new session), sign in, and wait for the page's run to end."""
     page.goto(f"{server.url}/{path}")
     page.wait_for_function("window.__stRuns >= 1")
     wait_for_app(page)
-
-
-def _set_user(page: Any) -> None:
-    enter_text(page, "Your name", USER)
+    sign_in(page, USER)
 
 
 def _tall(page: Any, name: str) -> None:
@@ -75,7 +81,6 @@ def test_click_roc_point_save_and_see_it(app_page: Any, app_server: AppServer) -
     y, s = _scores(app_server.home, run)
     roc = roc_points(y, s)
     _open(page, app_server, f"thresholds?run={run}")
-    _set_user(page)
     assert_no_exception(page)
     k, x, yy = _roc_point(page, len(roc["thresholds"]))
     expected = roc["thresholds"][k]
