@@ -125,3 +125,24 @@ def test_users_page_adds_an_account_with_a_one_time_password(tiny_ws: Path) -> N
     assert "erika" in str(at.dataframe[0].value["name"].tolist())
     assert open_page("users", role="engineer").title[0].value == "Overview"  # admins only
     assert signed_in("viewer")  # helper works repeatedly for the same name
+
+
+def test_single_sign_on_through_st_user(tiny_ws: Path) -> None:
+    """With [auth] in secrets.toml, a user the identity provider signed in (st.user) gets an
+    account (viewer by default) and a session; signing out also ends Streamlit's SSO login."""
+    at = _router()
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "qa", "client_secret": "s", "server_metadata_url": "https://idp/x"}
+    at.user = {"is_logged_in": True, "iss": "https://idp.plant.example", "sub": "u-17",
+               "email": "rita@plant.example", "name": "Rita"}
+    at.run()
+    assert_ok(at)
+    assert at.title[0].value == "Overview" and "rita@plant.example" in at.sidebar.markdown[0].value
+    assert "viewer" in at.sidebar.markdown[0].value
+    at.button(key="sign_out").click().run()
+    assert_ok(at)
+    assert [t.label for t in at.text_input] == ["User name", "Password"]
+    assert any(b.label == "Sign in with single sign-on" for b in at.button)
+    with sessions().begin() as s:
+        events = [(e.actor, e.action, e.details.get("method")) for e in reversed(audit.events(s))]
+    assert events[-2:] == [("rita@plant.example", "sign_in", "sso"), ("rita@plant.example", "sign_out", None)]
