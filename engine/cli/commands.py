@@ -95,7 +95,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     _, sessions = open_workspace()
     with sessions.begin() as s:
         rows = [c.as_dict() for c in dq.dataset_counts(s)]
-    emit(args, rows, lambda r: table(r, ["name", "train_ok", "test_ok", "test_nok", "masks", "unlabelled"]))
+    emit(args, rows, lambda r: table(r, ["name", "train_ok", "test_ok", "test_nok", "masks", "unlabelled",
+                                         "missing"]))
     return 0
 
 

@@ -16,7 +16,8 @@ HEADLINE = ("image_auroc", "image_auroc_ci95", "pixel_auroc", "aupro", "f1_max",
 
 def job_dict(job: Job) -> dict[str, Any]:
     return {
-        "id": job.id, "kind": job.kind, "status": job.status, "progress": round(job.progress, 4),
+        "id": job.id, "kind": job.kind, "status": job.status, "attempt": job.attempt,
+        "progress": round(job.progress, 4),
         "error": job.error, "message": job.message, "eta_s": job.eta_s, "run_id": job.run_id,
         "evaluation_id": job.evaluation_id, "worker": job.worker, "device": job.device,
         "created_at": job.created_at.isoformat(), "log": job.log_path,
