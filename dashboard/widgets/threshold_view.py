@@ -143,7 +143,7 @@ def charts_ui(run_id: int, data: EvalData) -> None:
         else:
             st.info("The ROC curve needs both OK and NOK test images.")
     with c2:
-        edges = D.histogram_edges(data.scores, D.n_bins(data.n))
+        edges = D.score_bins(data.scores, data.y_nok, data.holdout_scores())  # bars from the OK spread
         ok, nok = D.histogram_counts(data.y_nok, data.scores, edges)
         key = S.k(run_id, f"hist_{data.evaluation_id}")
         fig = charts.histogram_figure(ok, nok, edges, threshold=value, band=band if not D.band_error(value, band) else None,

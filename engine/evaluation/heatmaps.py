@@ -94,7 +94,7 @@ def mark_peak(image: np.ndarray, row: float, col: float, color: tuple[int, int, 
     """A ring and cross-hair at (row, col) of an RGB image (coordinates on that image's grid)."""
     img = _rgb(image).copy()
     h, w = img.shape[:2]
-    r = max(6, round(0.04 * max(h, w)))
+    r = max(4, round(0.035 * max(h, w)))
     t = max(1, round(r / 6))
     center = (int(round(col)), int(round(row)))
     cv2.circle(img, center, r, (0, 0, 0), t + 2)

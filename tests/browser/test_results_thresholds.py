@@ -42,6 +42,16 @@ def _scores(home: Any, run_id: int) -> tuple[np.ndarray, np.ndarray]:
         return np.array([r.label == "nok" for r in rows]), np.array([r.score for r in rows])
 
 
+def _holdout(home: Any, run_id: int) -> np.ndarray | None:
+    from db import runs as rq
+    from engine.services.store import open_workspace
+
+    _, sessions = open_workspace(str(home))
+    with sessions.begin() as s:
+        h = rq.latest_evaluation(s, run_id).metrics.get("holdout_scores")
+    return np.asarray(h, np.float64) if h else None
+
+
 def _open(page: Any, server: AppServer, path: str) -> None:
     """Load a page by URL (deep link: a new session), sign in, and wait for the page's run to end."""
     page.goto(f"{server.url}/{path}")
@@ -129,7 +139,7 @@ def test_histogram_bar_click_sets_its_left_edge(app_page: Any, app_server: AppSe
 
     page, run = app_page, app_server.trained.ae_run
     y, s = _scores(app_server.home, run)
-    edges = D.histogram_edges(s, D.n_bins(s.size))
+    edges = D.score_bins(s, y, _holdout(app_server.home, run))  # the page's bars: from the OK spread
     _open(page, app_server, f"thresholds?run={run}")
     plot = page.locator(".js-plotly-plot", has=page.get_by_text("Scores — click a bar"))
     plot.scroll_into_view_if_needed()
