@@ -180,7 +180,7 @@ def stepper_ui(pos: Position) -> None:
     with sessions()() as s:
         names = {i.id: f"{i.rel_path} · {i.label.upper()}" for i in dq.images_by_ids(s, options)}
     st.session_state[PICK_KEY] = cur
-    c1, c2, c3, c4 = st.columns([1, 6, 1, 2], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([1.6, 5, 1.6, 1.4], vertical_alignment="bottom")  # room for the key hints
     c1.button(":material/arrow_back: Prev", disabled=prev_id is None, on_click=go, args=(prev_id,),
               key="annotate_prev", width="stretch", shortcut=PREV_KEY, help=f"Previous image ({PREV_KEY})")
     c2.selectbox("Image", options, key=PICK_KEY, on_change=_pick, label_visibility="collapsed",
