@@ -107,3 +107,50 @@ def copy_workspace(src: Path, dst: Path) -> Path:
 def _no_worker_autostart(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages under AppTest must not spawn background workers; tests start their own."""
     monkeypatch.setenv("PREFILTER_QA_AUTOSTART_WORKER", "0")
+
+
+def line_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`prefilter-qa-line ARGS` in a process where torch (and the engine) cannot be imported."""
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['engine'] = None\n"
+            "from prefilter_qa_line.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="session")
+def released(trained_workspace: TrainedWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A copy of the trained workspace whose DFR run has a review band and a release, and a line results
+    file of that bundle scored by `prefilter-qa-line` (torch blocked) on new files of the test images.
+    Tests copy `home` before they change it."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from db import connect
+    from db import decisions as tq
+    from db.auth import system_actor
+
+    tmp = tmp_path_factory.mktemp("line")
+    home = copy_workspace(trained_workspace.home, tmp / "ws")
+    run_id = trained_workspace.dfr_run
+    images = sorted(trained_workspace.home.parent.parent.rglob("test/*/*.png"))
+    images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))
+    first = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
+    s = np.sort([r["score"] for r in first])
+    sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")
+    with sessions.begin() as ses:
+        base = tq.active_threshold(ses, run_id).id
+        mid = float((s[len(s) // 2] + s[len(s) // 2 + 1]) / 2)
+        tq.save_threshold(ses, run_id, actor=system_actor("qa"), base_id=base, image_threshold=mid,
+                          review_band=(float(s[2] + s[3]) / 2, mid), note="band for the line")
+    cli("export", "--run", str(run_id), "--out", str(tmp / "bundle"), home=home)
+    line_dir = tmp / "line-pc"
+    line_dir.mkdir()
+    for p in images:  # the camera's folder on the line PC: the same pixels, new files (other bytes)
+        Image.open(p).save(line_dir / f"{p.parent.name}-{p.name}", compress_level=9)
+    out = line_cli("score", str(tmp / "bundle"), *map(str, sorted(line_dir.iterdir())), "--results",
+                str(tmp / "results.jsonl"), cwd=tmp)
+    assert out.returncode == 0, out.stderr
+    return {"home": home, "run": run_id, "results": tmp / "results.jsonl", "line_dir": line_dir}

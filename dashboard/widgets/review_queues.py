@@ -53,6 +53,16 @@ QUEUES: list[Queue] = [
 ]
 
 
+def _line(ctx: QueueContext) -> None:
+    from dashboard.widgets.review_line import line_queue_ui
+
+    line_queue_ui(ctx.run_id)
+
+
+QUEUES.append(Queue("LINE", "From the line — REVIEW / NOK parts", "The line sent this part back. What is it?",
+                    lambda ctx: np.zeros(0, np.int64), "No part from the line waits for review.", render=_line))
+
+
 def queue(key: str) -> Queue:
     return next(q for q in QUEUES if q.key == key)
 

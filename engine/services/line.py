@@ -194,3 +194,52 @@ def line_summary(session: Session, run_id: int) -> LineSummary:
         ref += [x.score for x in rq.evaluation_scores(session, ev.id) if x.label == "ok"]
     reference = np.array(ref, dtype=np.float64)
     return LineSummary(counts, scores, reference, score_drift(reference, scores) if scores.size else None)
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """An image the line judged REVIEW or NOK, with its latest line verdict and review (if any)."""
+
+    image_id: int
+    path: str  # in the workspace
+    sha256: str
+    name: str  # as the line saw it
+    verdict: str
+    score: float | None
+    scored_at: datetime
+    label: str  # the image's current label in the dataset
+    decided: str | None  # the latest review outcome, None while it waits
+
+
+def line_queue(session: Session, run_id: int) -> list[LineItem]:
+    """The run's REVIEW / NOK line images (newest first), each once, with what was decided."""
+    from db import decisions as tq
+
+    latest: dict[int, LineResult] = {}
+    for r in relq.line_results(session, run_id, verdicts=QUEUED):
+        if r.image_id is not None:
+            latest[r.image_id] = r  # ordered by time: the last one wins
+    images = {i.id: i for i in dq.images_by_ids(session, list(latest))}
+    reviews = tq.latest_reviews(session, list(latest))
+    items = [LineItem(image_id=i, path=images[i].path, sha256=images[i].sha256, name=Path(r.path).name,
+                      verdict=r.verdict, score=r.score, scored_at=r.scored_at, label=images[i].label,
+                      decided=reviews[i].outcome if i in reviews else None)
+             for i, r in latest.items() if i in images]
+    return sorted(items, key=lambda x: x.scored_at, reverse=True)
+
+
+def decide_line_image(session: Session, *, actor: Actor, run_id: int, image_id: int, defect: bool,
+                      defect_type: str | None = None, to_train: bool = True, note: str | None = None) -> str:
+    """What a reviewer says a line image is: an OK part (into the train split when `to_train`, so
+    the next training learns it) or a defect (NOK, test split: the next evaluation tests on it;
+    its mask is drawn on Annotate). Stored as a review by `actor`; returns a summary."""
+    from db import decisions as tq
+
+    if defect:
+        dq.update_image(session, image_id, actor=actor, label="nok", split="test", defect_type=defect_type or None)
+    else:
+        dq.update_image(session, image_id, actor=actor, label="ok", split="train" if to_train else "test")
+    tq.add_review(session, actor=actor, image_id=image_id, outcome="defective" if defect else "confirmed_ok",
+                  run_id=run_id, moved_to_train=not defect and to_train, note=note)
+    img = dq.get_image(session, image_id)
+    return f"{Path(img.rel_path).name}: now {img.label.upper()}, split {img.split} (recorded for {actor.name})"

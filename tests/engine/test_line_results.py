@@ -8,45 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from db import connect
 from db import datasets as dq
-from db import decisions as tq
 from db import releases as relq
-from db.auth import system_actor
 from engine.evaluation.decisions import score_drift
 from engine.services.line import line_summary
 from tests.conftest import cli, copy_workspace
-from tests.engine.test_release import _line
 
 
-@pytest.fixture(scope="module")
-def line_run(trained_workspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A copy of the trained workspace whose DFR run has a review band, a release and a line results file."""
-    tmp = tmp_path_factory.mktemp("line")
-    home = copy_workspace(trained_workspace.home, tmp / "ws")
-    run_id = trained_workspace.dfr_run
-    images = sorted(trained_workspace.home.parent.parent.rglob("test/*/*.png"))
-    images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))
-    first = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
-    s = np.sort([r["score"] for r in first])
-    sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")
-    with sessions.begin() as ses:
-        base = tq.active_threshold(ses, run_id).id
-        mid = float((s[len(s) // 2] + s[len(s) // 2 + 1]) / 2)
-        tq.save_threshold(ses, run_id, actor=system_actor("qa"), base_id=base, image_threshold=mid,
-                          review_band=(float(s[2] + s[3]) / 2, mid), note="band for the line")
-    cli("export", "--run", str(run_id), "--out", str(tmp / "bundle"), home=home)
-    line_dir = tmp / "line-pc"
-    line_dir.mkdir()
-    for p in images:  # the camera's folder on the line PC: the same pixels, new files (other bytes)
-        Image.open(p).save(line_dir / f"{p.parent.name}-{p.name}", compress_level=9)
-    out = _line("score", str(tmp / "bundle"), *map(str, sorted(line_dir.iterdir())), "--results",
-                str(tmp / "results.jsonl"), cwd=tmp)
-    assert out.returncode == 0, out.stderr
-    return {"home": home, "run": run_id, "results": tmp / "results.jsonl", "line_dir": line_dir, "tmp": tmp,
-            "sessions": sessions}
+@pytest.fixture
+def line_run(released: dict, tmp_path: Path) -> dict:
+    """A private copy of the released workspace (nothing imported from the line yet)."""
+    home = copy_workspace(released["home"], tmp_path / "ws")
+    return released | {"home": home, "sessions": connect(f"sqlite:///{home / 'prefilter-qa.db'}"), "tmp": tmp_path,
+                       "released_home": released["home"]}
 
 
 def test_import_line_stores_results_and_queues_doubtful_images(line_run: dict) -> None:
@@ -87,14 +63,14 @@ def test_import_line_refuses_foreign_bundles_and_reports_bad_lines(line_run: dic
 
 
 def test_images_moved_off_the_line_pc_are_found_by_name(line_run: dict, tmp_path: Path) -> None:
-    home = copy_workspace(line_run["home"], tmp_path / "ws")
+    home = line_run["home"]
     moved = tmp_path / "archive"
     line_run["line_dir"].rename(moved)
     try:
         gone = json.loads(cli("import-line", str(line_run["results"]), "--run", str(line_run["run"]), "--json",
                               home=home).stdout)
         assert gone["missing_images"] and gone["queued_for_review"] == 0
-        home2 = copy_workspace(line_run["home"], tmp_path / "ws2")
+        home2 = copy_workspace(line_run["released_home"], tmp_path / "ws2")
         found = json.loads(cli("import-line", str(line_run["results"]), "--run", str(line_run["run"]), "--images",
                                str(moved), "--json", home=home2).stdout)
         assert not found["missing_images"] and found["queued_for_review"] > 0

@@ -5,9 +5,6 @@ and refusals."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +14,7 @@ import torch
 from engine.config import make_config
 from engine.models import build_ae, build_dfr, build_features
 from engine.release.graph import export_onnx, onnx_outputs, torch_outputs
-from tests.conftest import cli, copy_workspace
-
-BLOCK_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['engine'] = None\n"
+from tests.conftest import cli, copy_workspace, line_cli
 
 
 def _model(kind: str) -> torch.nn.Module:
@@ -71,14 +66,6 @@ def test_the_exportable_dfr_computes_what_the_method_says() -> None:
     assert torch.allclose(pred.score, up(z.amax(1)).flatten(1)[:, roi.flatten()].amax(1), atol=1e-5)
 
 
-def _line(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`prefilter-qa-line ARGS` in a process where torch (and the engine) cannot be imported."""
-    code = BLOCK_TORCH + "from prefilter_qa_line.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("family", ["dfr", "ae"])
 def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, tmp_path: Path, family: str) -> None:
     home = copy_workspace(trained_workspace.home, tmp_path / "ws")
@@ -98,7 +85,7 @@ def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, tm
     images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))[:4]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    line = _line("score", str(out), *map(str, images), str(broken), "--results", str(tmp_path / "r.jsonl"),
+    line = line_cli("score", str(out), *map(str, images), str(broken), "--results", str(tmp_path / "r.jsonl"),
                  cwd=tmp_path)
     assert line.returncode == 3, line.stderr  # one image was an ERROR
     rows = [json.loads(x) for x in line.stdout.splitlines()]
