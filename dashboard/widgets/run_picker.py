@@ -46,7 +46,9 @@ def run_choices(session: Session) -> list[RunChoice]:
         if not evs:
             continue
         auroc = evs[0].metrics.get("image_auroc")
-        head = f"AUROC {auroc:.3f}" if isinstance(auroc, float) else "no AUROC"
+        n_test = int(evs[0].metrics.get("n_ok", 0)) + int(evs[0].metrics.get("n_nok", 0))
+        # runs are tested on the test split of their time: say on how many images, compare in Results
+        head = f"AUROC {auroc:.3f} on {n_test} images" if isinstance(auroc, float) else "no AUROC"
         parent = f" · retrain of #{run.parent_run_id}" if run.parent_run_id else ""
         label = (f"#{run.id} · {run.model.upper()} ({run.preset}) · {names.get(run.dataset_id, '?')}"
                  f" · {head} · {run.created_at:%Y-%m-%d %H:%M}{parent}")
