@@ -85,3 +85,27 @@ def test_drift_is_a_shift_of_the_median_measured_in_ok_spreads() -> None:
     assert moved["drift"] is True and moved["shift_of_spread"] == pytest.approx(0.5 / 0.9)
     assert score_drift(ref, ref + 0.4)["drift"] is False  # 0.44 of the spread, under half
     assert score_drift(ref[:1], ref) is None and score_drift(ref, np.array([])) is None
+
+
+def test_watch_copied_bundle_gives_the_dashboards_verdicts(line_run: dict, tmp_path: Path) -> None:
+    """The done-when of the line: the release copied to another folder, `watch --once` without torch over
+    the camera folder, the same verdicts as `predict` (the dashboard's rule), REVIEW parts then queued."""
+    import shutil
+
+    from tests.conftest import line_cli
+
+    bundle = tmp_path / "line-pc" / "bundle"
+    shutil.copytree(line_run["released_home"].parent / "bundle", bundle)  # as a USB stick would
+    out = line_cli("watch", str(bundle), str(line_run["line_dir"]), "--once", "--results", str(tmp_path / "w.jsonl"),
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    watched = {r["path"]: r for r in (json.loads(x) for x in (tmp_path / "w.jsonl").read_text().splitlines())}
+    files = sorted(line_run["line_dir"].iterdir())
+    assert set(watched) == {str(p.resolve()) for p in files}
+    predicted = json.loads(cli("predict", "--run", str(line_run["run"]), *map(str, files), "--json",
+                               home=line_run["home"]).stdout)
+    assert [watched[str(Path(p["path"]).resolve())]["verdict"] for p in predicted] == [p["verdict"] for p in predicted]
+    report = json.loads(cli("import-line", str(tmp_path / "w.jsonl"), "--run", str(line_run["run"]), "--json",
+                            home=line_run["home"]).stdout)
+    review = sum(1 for r in watched.values() if r["verdict"] in ("REVIEW", "NOK"))
+    assert review and report["queued_for_review"] == review
