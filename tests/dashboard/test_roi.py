@@ -22,9 +22,11 @@ from tests.dashboard.test_page_annotate import Canvas
 def _script(dataset_id: int) -> None:
     import streamlit as st
 
+    from dashboard.state import ACTOR
     from dashboard.widgets.roi import roi_editor_ui
+    from db.auth import Actor, Role
 
-    st.session_state.setdefault("user", "carol")
+    st.session_state.setdefault(ACTOR, Actor("carol", Role.ENGINEER, 1))  # what the router signs in
     roi_editor_ui(dataset_id)
 
 
