@@ -146,3 +146,24 @@ def test_single_sign_on_through_st_user(tiny_ws: Path) -> None:
     with sessions().begin() as s:
         events = [(e.actor, e.action, e.details.get("method")) for e in reversed(audit.events(s))]
     assert events[-2:] == [("rita@plant.example", "sign_in", "sso"), ("rita@plant.example", "sign_out", None)]
+
+
+def test_without_sign_in_the_app_serves_only_this_machine(tiny_ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit import config
+
+    monkeypatch.setenv(accounts.SIGN_IN_ENV, "off")
+    old = config.get_option("server.address")
+    try:
+        config.set_option("server.address", "0.0.0.0")
+        at = _router()
+        at.switch_page("dashboard/pages/datasets.py").run()
+        assert_ok(at)
+        assert any("refusing to listen on '0.0.0.0' with sign-in switched off" in e.value for e in at.error)
+        assert not at.text_input and not at.dataframe and "tiny" not in texts(at)
+        config.set_option("server.address", "127.0.0.1")
+        at = _router()
+        at.switch_page("dashboard/pages/datasets.py").run()
+        assert_ok(at)
+        assert at.title[0].value == "Datasets" and "Sign-in is off" in texts(at) + str(at.sidebar.caption)
+    finally:
+        config.set_option("server.address", old)
