@@ -12,6 +12,7 @@ from dashboard.widgets.jobs_table import job_title, progress_ui
 from db import datasets as dq
 from db import jobs as jq
 from db import runs as rq
+from engine.evaluation import decisions as D
 from engine.services.views import run_dict
 
 RECENT_RUNS = 10
@@ -91,6 +92,9 @@ else:
             "Retrains": f"run {r['parent_run_id']}" if r["parent_run_id"] else "",
             "By": r["created_by"], "Created": fmt_when(datetime.fromisoformat(r["created_at"])),
         })
+    for r in runs:
+        if (chance := D.chance_warning(r["metrics"])) is not None:
+            st.warning(f"**Run {r['id']} ({r['model'].upper()}, {r['preset']}):** {chance}", icon=":material/casino:")
     picked = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun",
                           selection_mode="single-row", key="overview_runs",
                           column_config={"Run": st.column_config.NumberColumn(format="%d")})

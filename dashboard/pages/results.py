@@ -14,6 +14,7 @@ from dashboard.widgets.results_report import report_downloads_ui
 from dashboard.widgets.run_picker import compare_picker_ui, evaluated_run_ui, evaluation_picker_ui
 from db import decisions as tq
 from db import masks as mq
+from engine.evaluation import decisions as D
 
 st.title("Results")
 
@@ -37,6 +38,8 @@ with tabs[0]:
     metrics_table_ui({f"Run #{run.id} ({run.model.upper()})": data.metrics},
                      note=f"{data.n} test images of evaluation #{data.evaluation_id}. "
                           "AUROC interval: 95% stratified bootstrap.")
+    if (chance := D.chance_warning(data.metrics)) is not None:
+        st.warning(f"**Run #{run.id}:** {chance}", icon=":material/casino:")
     per_defect_ui(data, thr)
     distribution_ui(data, thr, key="results")
     curves_ui(data, thr, key="results")

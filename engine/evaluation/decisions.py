@@ -321,3 +321,13 @@ def score_drift(reference: np.ndarray, current: np.ndarray, share: float = DRIFT
     return {"reference_median": float(np.median(reference)), "current_median": float(np.median(current)),
             "spread": spread, "shift_of_spread": shift / spread, "share": share, "drift": abs(shift) > share * spread,
             "n_reference": int(reference.size), "n_current": int(current.size)}
+
+
+def chance_warning(metrics: dict[str, Any] | None) -> str | None:
+    """A plain sentence when the image AUROC's 95 % interval includes 0.5 (the model ranks defects
+    no better than a coin would on these images), else None."""
+    ci = (metrics or {}).get("image_auroc_ci95")
+    if not ci or ci[0] is None or ci[1] is None or not ci[0] <= 0.5 <= ci[1]:
+        return None
+    return (f"Its image AUROC interval [{ci[0]:.2f}, {ci[1]:.2f}] includes 0.5: on these images this model does "
+            "no better than chance. Do not set a threshold on it; try the other model family or more OK images.")

@@ -138,3 +138,21 @@ def test_an_evaluation_without_nok_images_still_renders(trained_copy: Copy) -> N
     assert at.button(key=f"thr{run}_sg_f1_max").disabled and not at.button(key=f"thr{run}_sg_ok_only").disabled
     at.switch_page("dashboard/pages/review.py").run()
     assert_ok(at)
+
+
+def test_a_run_no_better_than_chance_says_so(trained_copy: Copy) -> None:
+    """Results and Overview warn exactly for the runs whose image AUROC interval includes 0.5."""
+    overview = texts(open_page("overview"))
+    for run in (trained_copy.ae_run, trained_copy.dfr_run):
+        lo, hi = json.loads(cli("runs", str(run), "--json", home=trained_copy.home).stdout)["metrics"]["image_auroc_ci95"]
+        at = open_page("results", session={SELECTED_RUN: run})
+        warned = "no better than chance" in texts(at)
+        assert warned == (lo <= 0.5 <= hi), (run, lo, hi)
+        assert (f"Run {run} (" in overview and f"[{lo:.2f}, {hi:.2f}] includes 0.5" in overview) == warned
+
+
+def test_chance_warning_follows_the_interval() -> None:
+    assert D.chance_warning({"image_auroc_ci95": [0.41, 0.63]}) is not None
+    assert D.chance_warning({"image_auroc_ci95": [0.51, 0.63]}) is None
+    assert D.chance_warning({"image_auroc_ci95": [0.2, 0.49]}) is None  # worse than chance, but not by luck
+    assert D.chance_warning({}) is None and D.chance_warning(None) is None
