@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Union
 from engine.errors import UserError
 
 MODELS = ("ae", "dfr")
+AUTO_PRESET = "auto"  # trains candidates and keeps the best on synthetic defects (engine.training.auto)
 
 
 def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, *, init: bool = True) -> Any:
@@ -165,6 +166,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ae-512", "ae", "Thesis: the autoencoder at 512² (slow on CPU).", _THESIS_AE | {"input_size": 512}),
     Preset("dfr", "dfr", "CPU default: EfficientNet-Lite0 features (weights ship with the app), 256² input, "
            "64² map, errors judged per stage and position against the OK training images.", _DFR_DEFAULT),
+    Preset(AUTO_PRESET, "dfr", "Choose for me: trains a few DFR candidates and keeps the one that best tells synthetic "
+           "defects, pasted into held-out OK images, from OK parts (no defect images needed).", _DFR_DEFAULT),
     Preset("dfr-128", "dfr", "Thesis: EfficientNet-B6 at 512², 128² map (needs its weights locally; GPU "
            "advised).", _THESIS_DFR | {"map_size": 128}),
     Preset("dfr-170", "dfr", "Thesis: EfficientNet-B6 at 512², 170² map (needs its weights locally; GPU "

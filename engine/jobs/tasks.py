@@ -26,7 +26,7 @@ from db import masks as mq
 from db import runs as rq
 from db.auth import system_actor
 from db.models import Image, JobStatus, Mask, RegionOfInterest
-from engine.config import config_from_run
+from engine.config import AUTO_PRESET, config_from_run
 from engine.errors import UserError
 from engine.intake.images import read_mask, resize_mask, sha256_file
 from engine.jobs.failpoints import (
@@ -143,15 +143,25 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attemp
     n_hold, n_test = len(snapshot.get("holdout", [])), len(snapshot.get("test", []))
     log.info("run %s: training %s (%s) on %d OK images (%d more held out for the OK-only threshold); "
              "then evaluation on %d test images", run_id, cfg.model, cfg.preset, len(train_images), n_hold, n_test)
-    result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi,
-                   eval_images=n_hold + n_test)
+    if cfg.preset == AUTO_PRESET:  # candidates judged on synthetic defects in the held-out OK images
+        from engine.training.auto import train_auto
+
+        with sessions.begin() as s:
+            holdout, _ = verify_files(dq.images_by_ids(s, snapshot.get("holdout", [])))
+        result = train_auto(cfg, [Path(i.path) for i in train_images], [Path(i.path) for i in holdout], run_dir,
+                            progress=on_progress, roi=roi)
+    else:
+        result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi,
+                       eval_images=n_hold + n_test)
     failpoint(TRAIN_CHECKPOINT_WRITTEN)
     info = dict(result.info) | {
         "epochs": result.epochs, "final_loss": result.final_loss, "train_seconds": result.seconds,
         "device": result.device, "n_train": len(train_images), "excluded": excluded,
     }
     with jq.fenced(sessions, attempt) as s:  # the run stays running until its job ends
-        rq.set_run_status(s, run_id, JobStatus.RUNNING, checkpoint=str(result.checkpoint), info=info)
+        run = rq.set_run_status(s, run_id, JobStatus.RUNNING, checkpoint=str(result.checkpoint), info=info)
+        if "auto" in info:  # the run is the chosen candidate from now on (score rule, retraining)
+            run.config = dict(info["auto"]["config"]) | {"image_rule": run.config.get("image_rule")}
         jq.get_job(s, attempt.job_id).device = result.device
     failpoint(TRAIN_CHECKPOINT_RECORDED)
     if evaluation_id is not None:
