@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.accuracy --data DIR [--presets ae dfr ...] [--set KEY=VALUE] [--json PATH]
     .venv/bin/python -m bench.accuracy --demo [--presets ...]        # the 256² demo dataset
+    .venv/bin/python -m bench.accuracy --suite DIR [DIR ...] [--with-demo]   # all systems, one table
 
 In a temporary workspace: `prefilter-qa import DIR` (or `prefilter-qa demo`), then for each
 preset whose weights are available locally `prefilter-qa train --preset P --wait --json`
@@ -81,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="a dataset folder in an import layout (seed / mvtec)")
     src.add_argument("--demo", action="store_true", help="`prefilter-qa demo` (256², 150 train OK, 40+40 test)")
+    src.add_argument("--suite", nargs="+", type=Path, metavar="DIR",
+                     help="every dataset folder x every system (ae, dfr, literal DFR, auto and its candidates, "
+                          "anchors) in one table (bench.suite)")
+    p.add_argument("--with-demo", action="store_true", help="with --suite: the demo dataset too")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="with --suite: only these systems (e.g. dfr 'dfr literal' anchors)")
     p.add_argument("--presets", nargs="+", default=["ae", "dfr", "ae-512", "dfr-128", "dfr-170"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (applied to the presets that have it)")
@@ -88,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None,
                    help="write results here (default bench/results/accuracy-<dataset>.json)")
     args = p.parse_args(argv)
+    if args.suite:
+        from bench.suite import run_suite
+
+        return run_suite(args.suite, args.with_demo, set(args.only) if args.only else None, args.json, args.set)
     from bench.models import weights_available
     from engine.config import PRESETS
 

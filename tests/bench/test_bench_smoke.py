@@ -50,3 +50,19 @@ def test_scale_quick(tmp_path: Path) -> None:
     assert all(r["s_per_img"] > 0 and r["peak_mb"] > 0 for r in rows)
     assert {r["n"] for r in rep["pixel"]} == {4, 8}
     assert set(rep["targets"]) >= {"dfr_train", "ae_eval"}
+
+
+def test_accuracy_suite_quick(tmp_path: Path, tiny_demo: Path) -> None:
+    """The suite's table and summary on the tiny demo: dfr, the literal DFR, auto and its candidates."""
+    from engine.training.auto import CANDIDATES
+    from tests.conftest import TINY_DFR
+
+    sets = [x for s in TINY_DFR + ["holdout_share=0.4"] for x in ("--set", s)]
+    rep = _run(tmp_path, "accuracy", "--suite", str(tiny_demo), "--only", "dfr", "dfr literal", "auto",
+               *[f"candidate {n}" for n in CANDIDATES if n != "default"], *sets)
+    rows = {r["system"]: r for r in rep["rows"]}
+    assert set(rows) == {"dfr", "dfr literal", "auto", *(f"candidate {n}" for n in CANDIDATES if n != "default")}
+    assert all(r["status"] == "succeeded" and r["image_auroc"] is not None for r in rows.values())
+    (summary,) = rep["summary"]
+    assert summary["auto pick"] in CANDIDATES and summary["best candidate on real defects"] in CANDIDATES
+    assert summary["dfr image"] == rows["dfr"]["image_auroc"]
