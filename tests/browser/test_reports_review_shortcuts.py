@@ -107,7 +107,26 @@ def test_arrow_keys_step_through_the_datasets_image_panel(app_page: Any, app_ser
     expect(drawer.get_by_text(first, exact=True).first).to_be_visible()
     run_and_wait(page, lambda: page.keyboard.press("ArrowRight"))
     assert_no_exception(page)
-    expect(page.get_by_role("dialog").get_by_text(second, exact=True).first).to_be_visible()
+    expect(page.get_by_role("dialog").get_by_text(second, exact=True).first).to_be_visible(timeout=30_000)
     screenshot(page, "datasets_arrow_key")
     run_and_wait(page, lambda: page.keyboard.press("ArrowLeft"))
-    expect(page.get_by_role("dialog").get_by_text(first, exact=True).first).to_be_visible()
+    expect(page.get_by_role("dialog").get_by_text(first, exact=True).first).to_be_visible(timeout=30_000)
+
+
+def test_annotate_keys_step_images_and_pick_tools(app_page: Any, app_server: AppServer) -> None:
+    """CVAT's keys on Annotate: F next image, D previous, E eraser (Streamlit's `shortcut=`)."""
+    page = app_page
+    goto_page(page, "Annotate")
+    expect(page.get_by_role("button", name="Save mask")).to_be_visible()
+    counter = page.get_by_text(re.compile(r"^\d+ / \d+$"))
+    total = int(counter.inner_text().split("/")[1])
+    assert counter.inner_text().startswith("1 /") and total > 1
+    run_and_wait(page, lambda: page.keyboard.press("f"))
+    assert_no_exception(page)
+    expect(page.get_by_text(f"2 / {total}", exact=True)).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+    run_and_wait(page, lambda: page.keyboard.press("e"))
+    expect(page.get_by_text("Eraser shape")).to_be_visible(timeout=30_000)  # only the eraser has a shape picker
+    screenshot(page, "annotate_keys")
+    run_and_wait(page, lambda: page.keyboard.press("d"))
+    expect(page.get_by_text(f"1 / {total}", exact=True)).to_be_visible(timeout=30_000)
