@@ -118,3 +118,17 @@ def test_first_start_queues_one_dfr_training_of_the_demo(tmp_path: Path) -> None
     assert [j["kind"] for j in jobs] == ["train"]
     again = cli(*args, home=home)
     assert "queued" not in again.stderr and len(json.loads(cli("runs", "--json", home=home).stdout)) == 1
+
+
+def test_a_run_with_the_band_policy_stores_its_first_threshold_with_the_suggested_band(tiny_demo: Path,
+                                                                                        tmp_path: Path) -> None:
+    """auto_review_band (carried by a retrain from the reviewed threshold) reaches the stored threshold."""
+    home = tmp_path / "ws"
+    cli("import", str(tiny_demo), "--name", "tiny", home=home)
+    out = cli("train", "--dataset", "tiny", "--model", "ae", "--set", "input_size=64", "--set", "epochs=1",
+              "--set", "num_workers=0", "--set", "auto_threshold=zero_escape", "--set", "auto_review_band=true",
+              "--wait", "--json", home=home)
+    info = json.loads(out.stdout)
+    t = info["threshold"]
+    lo, hi = t["review_band"]
+    assert t["rule"] == "zero_escape" and lo <= t["image"] <= hi and t["set_by"] == "auto"
