@@ -40,7 +40,8 @@ def policy_overrides(config: dict, active: ActiveThreshold | None) -> tuple[dict
             lines[-1] += "; a value set by hand belongs to this run's scores: set it again after checking."
     out["auto_review_band"] = bool(active and active.band)
     lines.append("Review band: **the suggested band** (OK hold-out / NOK percentiles), as the reviewed "
-                 "threshold had one." if active and active.band else "Review band: **none**, as the reviewed threshold.")
+                 "threshold had one." if active and active.band
+                 else "Review band: **none**, as the reviewed threshold.")
     return out, lines
 
 

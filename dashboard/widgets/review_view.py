@@ -132,7 +132,8 @@ def retrain_ui(run_id: int, n_reviews: int) -> None:
     st.markdown(f"{n_reviews} review outcome(s) recorded for this run. Retraining uses the dataset "
                 "as it is now: corrected labels, images moved to training, new masks.")
     st.button("Retrain with corrections…", type="primary", icon=":material/model_training:",
-              key=f"review_retrain_{run_id}", on_click=_toggle_preview, args=(run_id,), disabled=not can(Permission.JOBS),
+              key=f"review_retrain_{run_id}", on_click=_toggle_preview, args=(run_id,),
+              disabled=not can(Permission.JOBS),
               help="Shows the new run's settings, data and threshold policy; nothing starts before you launch it.")
     if st.session_state.get(PREVIEW.format(run_id)):
         extra = retrain_preview_ui(run_id)

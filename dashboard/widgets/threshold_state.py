@@ -205,7 +205,8 @@ def unchanged(run_id: int, active: ActiveThreshold) -> bool:
     """The edited values are the active threshold's (image, pixel and review band)."""
     band_now = band(run_id)
     same_band = (band_now is None and active.band is None) or (
-        band_now is not None and active.band is not None and all(abs(a - b) <= 1e-12 for a, b in zip(band_now, active.band)))
+        band_now is not None and active.band is not None
+        and all(abs(a - b) <= 1e-12 for a, b in zip(band_now, active.band)))
     px, apx = get(run_id, "px"), active.pixel
     same_px = (px is None and apx is None) or (px is not None and apx is not None and abs(px - apx) <= 1e-12)
     return abs(float(get(run_id, "value")) - float(active.image)) <= 1e-12 and same_px and same_band

@@ -79,7 +79,8 @@ def _summary(inp: ReportInput) -> "object":
     fig = _page(f"Evaluation report — run #{r['id']} ({r['model'].upper()}, preset {r['preset']})", inp)
     facts = [
         ["Run", f"#{r['id']} {r['model'].upper()} ({r['preset']}), {r['status']}, by {r['created_by']} "
-                f"at {r['created_at']}" + (f", retrained from run #{r['parent_run_id']}" if r.get("parent_run_id") else "")],
+                f"at {r['created_at']}"
+                + (f", retrained from run #{r['parent_run_id']}" if r.get("parent_run_id") else "")],
         ["Checkpoint", str(r.get("checkpoint") or "–")[-90:]],
         ["Evaluation", f"#{inp.evaluation_id}, finished {inp.evaluated_at}"],
         ["Dataset", f"{d['name']} ({d.get('root') or '–'})"[:100]],
@@ -143,7 +144,7 @@ def _charts(inp: ReportInput) -> "object | None":
     return fig
 
 
-def _thumb(path: str, hw: tuple[int, int]) -> np.ndarray | None:
+def _thumb(path: str) -> np.ndarray | None:
     try:
         img = read_image(Path(path))  # (H, W, 3) uint8
     except InputFileError:
@@ -158,7 +159,7 @@ def _thumb(path: str, hw: tuple[int, int]) -> np.ndarray | None:
 def _panels(inp: ReportInput, i: int) -> list[tuple[str, np.ndarray | None]]:
     """Original | heatmap | the score's own map with its peak (when it differs from the heatmap)."""
     im = inp.images[i]
-    img = _thumb(im.path, (im.height, im.width))
+    img = _thumb(im.path)
     out: list[tuple[str, np.ndarray | None]] = [("original", img)]
     if img is None:
         return out
