@@ -15,7 +15,7 @@ from dashboard.widgets.image_detail import image_edit_ui, image_view_ui
 from db import datasets as dq
 from db import masks as mq
 from db.auth import Permission
-from db.errors import NotFoundError
+from db.errors import NotFoundError, ValidationError
 from db.models import Image, Mask
 
 LABEL_TEXT = {"ok": "OK", "nok": "NOK", "unknown": "?"}
@@ -83,14 +83,18 @@ def image_drawer_ui(img: Image, mask: Mask | None, neighbours: list[int], defect
         st.session_state[ANNOTATE_IMAGE] = img.id
         st.switch_page("dashboard/pages/annotate.py")
     if edit or move:
-        with sessions().begin() as s:
-            if move:
-                img = dq.update_image(s, img.id, actor=actor(), label="ok", split="train")
-            else:
-                img = dq.update_image(
-                    s, img.id, actor=actor(), label=edit.label, split=edit.split,
-                    defect_type=edit.defect_type if edit.label != "ok" else None,
-                    clear_defect_type=edit.defect_type is None or edit.label == "ok")
+        try:
+            with sessions().begin() as s:
+                if move:
+                    img = dq.update_image(s, img.id, actor=actor(), label="ok", split="train")
+                else:
+                    img = dq.update_image(
+                        s, img.id, actor=actor(), label=edit.label, split=edit.split,
+                        defect_type=edit.defect_type if edit.label != "ok" else None,
+                        clear_defect_type=edit.defect_type is None or edit.label == "ok")
+        except ValidationError as e:  # e.g. a typed defect type of 200 characters
+            st.error(f"Not saved: {e}", icon=":material/error:")
+            return
         flash(f"Saved {Path(img.rel_path).name}: {LABEL_TEXT[img.label]}, {img.split or 'unassigned'}"
               + (f", {img.defect_type}" if img.defect_type else ""))
         st.rerun()  # counts, filters and the grid all change; the drawer reopens on this image

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from db import validate
 from db.auth import Actor
 from db.models import JobStatus
 from engine.cli.output import EXIT_NO_IMAGES, EXIT_SOME_FAILED, EXIT_USER_ERROR, CliExit, emit, table
@@ -33,8 +34,10 @@ def _import_report_text(r: dict[str, Any]) -> str:
 
 
 def _actor(args: argparse.Namespace) -> Actor:
-    """The command line acts for whoever runs it (`--user`, else the login name), as admin."""
-    return local_actor(getattr(args, "user", None))
+    """The command line acts for whoever runs it (`--user`, else the login name), as admin. A bad
+    `--user` (too long, a line break, a path) is refused before any command runs (db.validate)."""
+    user = getattr(args, "user", None)
+    return local_actor(validate.name(user, "--user") if user is not None else None)
 
 
 def import_folder(root: Path, name: str, layout: str = "auto", actor: Actor | None = None) -> dict[str, Any]:

@@ -206,3 +206,16 @@ def test_saving_the_active_values_again_warns_instead_of_a_duplicate(trained_cop
     assert len(_rows(run)) == len(before) + 1 and any("Saved threshold" in s.value for s in at.success)
     at.number_input(key=_k(run, "w_num")).set_value(float(before[0].image_threshold) + 0.02).run()
     assert not any("Saved threshold" in s.value for s in at.success)  # the old message goes with the edit
+
+
+def test_a_note_over_the_limit_is_refused_by_the_database_layer_and_shown(trained_copy: Copy) -> None:
+    """The page has no length check of its own: db.validate refuses, the page says why, nothing is stored."""
+    run = trained_copy.dfr_run
+    at = _open(run)
+    before = _rows(run)
+    at.number_input(key=_k(run, "w_num")).set_value(float(np.median(scores_of(run).scores))).run()
+    at.text_input(key=_k(run, "w_note")).input("n" * 2_001)
+    at.button(key=_k(run, "save")).click().run()
+    assert_ok(at)
+    assert any("Not saved" in e.value and "note is too long" in e.value for e in at.error)
+    assert len(_rows(run)) == len(before)
