@@ -185,9 +185,12 @@ def _panels(inp: ReportInput, i: int) -> list[tuple[str, np.ndarray | None]]:
 
 def _worst_cases(inp: ReportInput) -> "object":
     fig = _page("Worst false rejects and escapes at the active threshold", inp)
-    rows = [("false reject", i) for i in worst(inp, "FP")] + [("escape", i) for i in worst(inp, "FN")]
+    fps, fns = worst(inp, "FP"), worst(inp, "FN")
+    rows = [("false reject", i) for i in fps] + [("escape", i) for i in fns]
+    none = [w for w, idx in (("no false reject", fps), ("no escape", fns)) if not idx]
+    if none:
+        fig.text(0.06, 0.03, " and ".join(none).capitalize() + " at the active threshold.", fontsize=9)
     if not rows:
-        fig.text(0.06, 0.9, "No false reject and no escape at the active threshold.", fontsize=10)
         return fig
     h = 0.86 / max(len(rows), 4)
     for n, (kind, i) in enumerate(rows):
