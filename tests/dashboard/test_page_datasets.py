@@ -157,3 +157,24 @@ def test_region_of_interest_editor_opens_in_its_expander(tiny_ws: Path) -> None:
     at.run()
     assert_ok(at)
     assert "Draw on" in [s.label for s in at.selectbox]
+
+
+def test_files_gone_since_import_are_counted_and_badged_as_missing(home: Path, tmp_path: Path, tiny_demo: Path) -> None:
+    import shutil
+
+    from tests.dashboard.page_helpers import import_tiny
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_demo, folder)
+    import_tiny(folder)
+    gone = min((folder / "train" / "ok").iterdir())
+    gone.unlink()
+    report = import_tiny(folder)  # the re-import marks it
+    assert [m["path"] for m in report["missing"]] == [str(gone.resolve())]
+    at = open_page("datasets")
+    assert_ok(at)
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["Train OK"], row["Images"], row["Missing"]) == (9, 19, 1)
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert sum(":red-badge[File missing]" in b for b in badges) == 1 and len(badges) == 20
+    assert "1 missing or changed" in texts(at)
