@@ -162,8 +162,6 @@ def test_region_of_interest_editor_opens_in_its_expander(tiny_ws: Path) -> None:
 def test_files_gone_since_import_are_counted_and_badged_as_missing(home: Path, tmp_path: Path, tiny_demo: Path) -> None:
     import shutil
 
-    from tests.dashboard.page_helpers import import_tiny
-
     folder = tmp_path / "copy"
     shutil.copytree(tiny_demo, folder)
     import_tiny(folder)
