@@ -105,7 +105,9 @@ def test_click_roc_point_save_and_see_it(app_page: Any, app_server: AppServer) -
     run_and_wait(page, lambda: page.get_by_role("button", name="Save threshold").click())
     assert_no_exception(page)
     page.get_by_text(re.compile(r"^Saved threshold")).wait_for()
-    history = page.locator("[data-testid=stDataFrame]").last
+    history = page.locator(  # the table under "History" (a Release section with its own table follows it)
+        "xpath=//h3[normalize-space()='History']/ancestor::div[@data-testid='stElementContainer'][1]"
+        "/following-sibling::div[.//div[@data-testid='stDataFrame']][1]//div[@data-testid='stDataFrame']")
     history.scroll_into_view_if_needed()
     history.locator("[role=gridcell]").first.wait_for(state="attached")  # glide's a11y table
     first_row = [c.text_content() for c in history.locator("[role=gridcell]").all()[:9]]
