@@ -68,7 +68,7 @@ def test_threshold_history_and_conflict(sessions) -> None:
         auto = tq.save_threshold(s, run.id, base_id=None, image_threshold=0.4, actor=system_actor("auto"))
     with sessions.begin() as s:
         mine = tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.5, actor=system_actor("ann"),
-                                 review_band=(0.55, 0.45), note="tighter")
+                                 review_band=(0.45, 0.55), note="tighter")
     with pytest.raises(StaleEditError):
         with sessions.begin() as s:
             tq.save_threshold(s, run.id, base_id=auto.id, image_threshold=0.6, actor=system_actor("bob"))
