@@ -236,6 +236,11 @@ class Job(Base):
     child_pgid: Mapped[int | None] = mapped_column(Integer)  # the reaper kills this process group ...
     child_host: Mapped[str | None] = mapped_column(String(200))  # ... when it runs on the reaper's host
     device: Mapped[str | None] = mapped_column(String(32))  # cuda / cpu, as the child resolved it
+    # where the attempt runs: None/"local" (a local worker's child) or "ray" (a Ray Job on a cluster node)
+    executor: Mapped[str | None] = mapped_column(String(16))
+    external_id: Mapped[str | None] = mapped_column(String(200))  # the executor's id of it (Ray submission id)
+    node: Mapped[str | None] = mapped_column(String(200))  # the cluster node it runs on, by name (address)
+    gpu: Mapped[str | None] = mapped_column(String(64))  # GPU ids it was given (CUDA_VISIBLE_DEVICES)
     log_path: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     retry_of: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))

@@ -47,6 +47,8 @@ class _Common:
     seed: int = setting(0, "Random seed (weights init, shuffling, enhancement choice, hold-out).")
     device: str = setting("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
     num_workers: int = setting(2, "DataLoader worker processes decoding images in parallel (0 = in-process).")
+    gpus: int = setting(1, "GPUs a job of this run takes on a Ray cluster (worker --executor ray); 0 runs it on a "
+                        "node's CPU. The local worker ignores it.")
     enhance: bool = setting(False, "Apply the thesis enhancement (CLAHE, gamma 0.8, unsharp mask) at evaluation "
                             "and to a share of training images.")
     enhance_train_share: float = setting(0.15, "Share of training images enhanced when 'enhance' is on "
@@ -221,6 +223,7 @@ def _validate(cfg: Config) -> None:
     for name in ("enhance_train_share", "holdout_share", "target_frr"):
         _check(0.0 <= getattr(cfg, name) < 1.0, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     _check(cfg.lr > 0, f"lr must be positive, got {cfg.lr}")
+    _check(cfg.gpus >= 0, f"gpus must be 0 or more, got {cfg.gpus}")
     if isinstance(cfg, AEConfig):
         _check(cfg.input_size % 16 == 0, f"the autoencoder needs input_size divisible by 16, got {cfg.input_size}")
         return
