@@ -166,10 +166,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from engine.jobs.worker import Worker
+    from engine.jobs.executors import make_worker
 
     ws, sessions = open_workspace()
-    done = Worker(ws, sessions, poll_s=args.poll, idle_exit_s=args.idle_exit).serve(once=args.once)
+    worker = make_worker(ws, sessions, executor=args.executor, ray_address=args.ray_address, poll_s=args.poll,
+                         idle_exit_s=args.idle_exit)
+    done = worker.serve(once=args.once)
     if args.json:
         emit(args, {"jobs_run": done}, str)
     return 0
@@ -329,6 +331,11 @@ def _args_worker(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                    help="exit after this long with an empty queue")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
+    p.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where jobs run: child processes of this worker (local, default) or Ray Jobs on a "
+                        "Ray cluster (ray); default $PREFILTER_QA_EXECUTOR")
+    p.add_argument("--ray-address", default=None, metavar="URL",
+                   help="the Ray dashboard (Jobs API), default $PREFILTER_QA_RAY_ADDRESS or http://127.0.0.1:8265")
 
 
 PREDICT_EXIT_CODES = """exit codes:

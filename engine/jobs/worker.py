@@ -90,7 +90,8 @@ class Worker:
                               f"(no heartbeat for {stale_after().total_seconds():.0f} s)")
                     doomed.append((job, reason))
                 elif job.status == JobStatus.RUNNING and host == self.host and pid.isdigit() \
-                        and job.worker != self.name and not pid_alive(int(pid)):
+                        and job.worker != self.name and not pid_alive(int(pid)) and job.executor != "ray":
+                    # (a Ray job outlives its worker: the next Ray worker follows it, see ray_worker.adopt)
                     doomed.append((job, f"its worker (pid {pid}) is gone"))
         failed = []
         for job, reason in doomed:

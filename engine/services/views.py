@@ -20,6 +20,8 @@ def job_dict(job: Job) -> dict[str, Any]:
         "progress": round(job.progress, 4),
         "error": job.error, "message": job.message, "eta_s": job.eta_s, "run_id": job.run_id,
         "evaluation_id": job.evaluation_id, "worker": job.worker, "device": job.device,
+        "executor": job.executor or "local", "external_id": job.external_id, "node": job.node or job.child_host,
+        "gpu": job.gpu, "retry_of": job.retry_of,
         "created_at": job.created_at.isoformat(), "log": job.log_path,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
