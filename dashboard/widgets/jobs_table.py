@@ -25,6 +25,24 @@ def eta_left(job: Job, now: datetime | None = None) -> float | None:
     return max(0.0, job.eta_s - since)
 
 
+def job_node(job: Job) -> str:
+    """Where the job ran: the cluster node (Ray executor) or the host of the local worker's child."""
+    return job.node or job.child_host or ""
+
+
+def log_tail(job: Job, n: int = LOG_LINES) -> tuple[str, list[str]] | None:
+    """The job's log from the workspace, else (a Ray job) Ray's own log of it: (where, lines)."""
+    lines = tail_lines(job.log_path, n)
+    if lines is not None:
+        return f"`{job.log_path}`", lines
+    if job.executor == "ray" and job.external_id:
+        from engine.jobs.ray_cluster import ray_log_tail
+
+        if (lines := ray_log_tail(job.external_id, n)) is not None:
+            return f"Ray's log of `{job.external_id}` (no log in the workspace)", lines
+    return None
+
+
 def jobs_table_ui(entries: list[tuple[Job, Run | None, str | None]]) -> None:
     now = datetime.now(timezone.utc)
     rows = [{
@@ -32,6 +50,7 @@ def jobs_table_ui(entries: list[tuple[Job, Run | None, str | None]]) -> None:
         "Run": run.id if run else None, "Model": f"{run.model} ({run.preset})" if run else "",
         "Dataset": dataset or "", "By": job.created_by, "Created": fmt_when(job.created_at, now),
         "Duration": fmt_duration(elapsed(job.started_at, job.finished_at)) if job.started_at else "–",
+        "Node": job_node(job), "GPU": job.gpu or "",
         "Error": (job.error or "")[:120],
     } for job, run, dataset in entries]
     st.dataframe(rows, hide_index=True, width="stretch", height=min(420, 38 + 35 * max(1, len(rows))),
@@ -65,7 +84,8 @@ def job_card_ui(job: Job, run: Run | None, dataset: str | None, *, key: str,
     disabled unless `can_act`: the signed-in role may cancel)."""
     with st.container(border=True):
         top, b1, b2 = st.columns([6, 1, 1], vertical_alignment="center")
-        when = (f"started {fmt_when(job.started_at)} on {job.device or job.worker or '…'}" if job.started_at
+        where = " · ".join(filter(None, (job_node(job), f"GPU {job.gpu}" if job.gpu else None, job.device)))
+        when = (f"started {fmt_when(job.started_at)} on {where or job.worker or '…'}" if job.started_at
                 else f"queued {fmt_when(job.created_at)} by {job.created_by}")
         top.markdown(f"**{job_title(job, run, dataset)}** {status_badge(job.status)}  \n:gray[{when}]")
         action = None
@@ -89,6 +109,10 @@ def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str, c
     if job.finished_at:
         facts.append(f"finished {fmt_when(job.finished_at)} after "
                      f"{fmt_duration(elapsed(job.started_at, job.finished_at))}")
+    if job_node(job):
+        facts.append(f"node {job_node(job)}" + (f" (Ray job {job.external_id})" if job.external_id else ""))
+    if job.gpu:
+        facts.append(f"GPU {job.gpu}")
     if job.device:
         facts.append(f"device {job.device}")
     if job.retry_of:
@@ -112,10 +136,11 @@ def job_detail_ui(job: Job, run: Run | None, dataset: str | None, *, key: str, c
         if job.status == JobStatus.SUCCEEDED and run is not None and st.button(
                 "Open results", key=f"{key}_results", icon=":material/insights:", type="primary"):
             action = "results"
-    lines = tail_lines(job.log_path, LOG_LINES)
-    if lines is None:
+    found = log_tail(job)
+    if found is None:
         st.caption("No log yet." if job.status == JobStatus.QUEUED else "No log file for this job.")
     else:
-        st.caption(f"Last {len(lines)} lines of `{job.log_path}`")
+        where, lines = found
+        st.caption(f"Last {len(lines)} lines of {where}")
         st.code("\n".join(lines) or "(empty)", language=None, wrap_lines=True)
     return action
