@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 import uuid
@@ -28,10 +29,11 @@ from db import executors as xq
 from db import jobs as jq
 from db import releases as relq
 from db import workers as wq
-from db.models import Job, JobStatus, Run
+from db.models import Job, JobStatus
 from engine.errors import UserError
-from engine.jobs.ray_cluster import Node, RayCluster, RayJob, remote_nodes
+from engine.jobs.ray_cluster import Node, RayCluster, RayJob
 from engine.jobs.ray_outcome import EXECUTOR, auto_retry, why_ended
+from engine.jobs.ray_placement import database_problem, free_resources, job_needs, node_check_problems
 from engine.jobs.storage import job_storage
 from engine.jobs.worker import Worker, stale_after
 from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV, Workspace
@@ -79,36 +81,15 @@ class RayWorker(Worker):
         self.nodes = {n.node_id: n for n in nodes}
         return nodes
 
-    def database_problem(self, nodes: list[Node]) -> str | None:
-        """SQLite serves one host; nodes elsewhere need PostgreSQL."""
-        if not self.ws.database_url.startswith("sqlite"):
-            return None
-        remote = remote_nodes(nodes)
-        if not remote:
-            return None
-        return (f"the Ray cluster has nodes on other hosts ({', '.join(n.label for n in remote)}) but the database "
-                "is SQLite, which serves processes on one host only: use PostgreSQL "
-                f"({DATABASE_URL_ENV}=postgresql+psycopg://user@dbhost/prefilter_qa on this host and in the "
-                "environment of `ray start` on every node; README 'Scale out')")
-
     def preflight(self) -> None:
         """Refuse to start unless the cluster answers, has somewhere to run jobs, the database can
         serve all its hosts, and every live node sees the workspace (a probe job per node)."""
         nodes = [n for n in self.refresh_nodes() if n.alive]
         if not any(n.gpus > 0 or n.cpus > 0 for n in nodes):
             raise UserError(f"the Ray cluster at {self.cluster.address} has no node with a GPU or a CPU to run jobs")
-        if problem := self.database_problem(nodes):
+        if problem := database_problem(self.ws.database_url, nodes):
             raise UserError(problem)
-        results = self.cluster.run_on_each(nodes, self.entrypoint("probe"), self._env(), "prefilter-qa-probe")
-        bad = []
-        for node in nodes:
-            result = results.get(node.node_id)
-            if result is None:
-                log.warning("node %s did not answer the workspace check in time; its jobs check it themselves",
-                            node.label)
-            elif result.status != "SUCCEEDED":
-                said = (self.cluster.logs(result.submission_id) or result.message or "").strip().splitlines()
-                bad.append(f"node {node.label}: {said[-1] if said else result.status}")
+        bad = node_check_problems(self.cluster, nodes, self.entrypoint("probe"), self._env())
         if bad:
             raise UserError(f"not every Ray node sees {self.storage.describe()} at the same path: " + "; ".join(bad)
                             + ". Mount the shared folder (the workspace and the import folders) at the same path "
@@ -132,22 +113,24 @@ class RayWorker(Worker):
 
     # -- the loop -------------------------------------------------------------------------------
     def serve(self, once: bool = False) -> int:
-        import signal
-
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.preflight()
-        with self.sessions.begin() as s:
+        with self.sessions.begin() as s:  # registered first: a dashboard starts no second worker meanwhile
             wq.register_worker(s, self.name, self.host, os.getpid(), f"ray {self.cluster.address}"[:100])
-        self.sweep_caches()
-        self.adopt()
         done, submitted, idle_since = 0, 0, time.monotonic()
         try:
+            self.preflight()
+            self.sweep_caches()
+            self.adopt()
             while not self._stop:
                 self.reap()
                 done += self.follow()
                 if not (once and submitted):
-                    submitted += self.submit_ready(limit=1 if once else None)
+                    try:
+                        submitted += self.submit_ready(limit=1 if once else None)
+                    except Exception as exc:
+                        log.warning("not submitting now: the Ray cluster %s: %s", self.cluster.address, exc,
+                                    exc_info=not isinstance(exc, (UserError, ConnectionError, RuntimeError)))
                 with self.sessions.begin() as s:
                     wq.worker_heartbeat(s, self.name, min(self.inflight) if self.inflight else None)
                     queued = xq.oldest_queued(s) is not None
@@ -176,25 +159,6 @@ class RayWorker(Worker):
         argv = [sys.executable, "-m", "engine.jobs.ray_entry", what, *args, *self.storage.node_check_args()]
         return "exec " + shlex.join(argv)
 
-    def _needs(self, session: Session, job: Job, has_gpus: bool) -> tuple[float, float]:
-        """(GPUs, CPUs) of a job: a training or evaluation takes its run's `gpus` (1 unless set) on a
-        cluster with GPUs; a release, a `gpus=0` run, or any job on a CPU-only cluster takes a CPU."""
-        if has_gpus and job.kind in ("train", "evaluate"):
-            run = session.get(Run, job.run_id) if job.run_id is not None else None
-            gpus = float((run.config or {}).get("gpus", 1)) if run is not None else 1.0
-            if gpus > 0:
-                return gpus, 0.0
-        return 0.0, 1.0
-
-    def _free(self, nodes: list[Node], ray_jobs: list[RayJob]) -> tuple[float, float]:
-        """Free (GPUs, CPUs) of the live nodes less what active Ray jobs hold or wait for."""
-        alive = [n for n in nodes if n.alive]
-        listed = {j.submission_id for j in ray_jobs}
-        held = [j.asked() for j in ray_jobs if j.active]
-        held += [(f.gpus, f.cpus) for f in self.inflight.values() if f.submission_id not in listed]
-        return (sum(n.gpus for n in alive) - sum(g for g, _ in held),
-                sum(n.cpus for n in alive) - sum(c for _, c in held))
-
     def submit_ready(self, limit: int | None = None) -> int:
         """Claim and submit queued jobs while the cluster has room; returns how many were submitted."""
         count = 0
@@ -203,13 +167,16 @@ class RayWorker(Worker):
                 if xq.oldest_queued(s) is None:
                     return count
             nodes = self.refresh_nodes()
-            problem = self.database_problem(nodes)
+            problem = database_problem(self.ws.database_url, nodes)
             if problem != self._blocked and problem:
                 log.error("not submitting: %s", problem)
             self._blocked = problem
             if problem:
                 return count
-            free_gpus, free_cpus = self._free(nodes, self.cluster.jobs())
+            ray_jobs = self.cluster.jobs()
+            listed = {j.submission_id for j in ray_jobs}
+            free_gpus, free_cpus = free_resources(nodes, ray_jobs, [(f.gpus, f.cpus) for f in self.inflight.values()
+                                                                    if f.submission_id not in listed])
             has_gpus = any(n.alive and n.gpus > 0 for n in nodes)
             biggest = max((n.gpus for n in nodes if n.alive), default=0.0)
             try:
@@ -217,7 +184,7 @@ class RayWorker(Worker):
                     job = jq.claim_next_job(s, self.name)
                     if job is None:
                         return count
-                    gpus, cpus = self._needs(s, job, has_gpus)
+                    gpus, cpus = job_needs(s, job, has_gpus)
                     if gpus > biggest:  # would wait in Ray for ever
                         self._fail(s, job, f"it needs {gpus:g} GPUs but the largest node of the Ray cluster "
                                            f"has {biggest:g} (set gpus on the run's settings)")
