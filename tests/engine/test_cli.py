@@ -40,7 +40,7 @@ def test_import_reports_every_broken_file_and_imports_the_rest(tmp_path: Path) -
 
     listed = json.loads(cli("datasets", "--json", home=home).stdout)
     assert listed == [{"name": "mixed", "train_ok": 5, "test_ok": 1, "test_nok": 3, "masks": 2,
-                       "unlabelled": 0, "total": 9}]
+                       "unlabelled": 0, "total": 9, "missing": 0}]
 
 
 def test_import_exit_status_two_without_usable_images(tmp_path: Path) -> None:
