@@ -1,8 +1,7 @@
-"""One real local Ray cluster for the session: a head (the Jobs dashboard, no GPU) and two nodes
-with one fake GPU each, all on 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 and
-node_ip_address keep Ray on loopback). Fake GPUs: Ray schedules them and sets
-CUDA_VISIBLE_DEVICES; the jobs themselves run on the CPU (no CUDA here). Node death is detected
-in about two seconds (health checks every 0.5 s, three misses).
+"""One real local Ray cluster for the session (engine.jobs.ray_local, as `python -m
+engine.jobs.ray_local` starts it): a head with the Jobs dashboard and no GPU, and two nodes with
+one fake GPU each, all on 127.0.0.1. The jobs run on the CPU (no CUDA here); a dead node is
+noticed in about two seconds.
 
 Skipped when Ray is not installed (`pip install -e '.[ray]'`; `make test` installs it).
 """
@@ -13,70 +12,43 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from engine.jobs.ray_local import LOOPBACK_ENV, LocalCluster, start_local_cluster
 from tests.conftest import REPO
 from tests.faults.harness import Site, wait_for
 
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@dataclass
-class LocalCluster:
-    """The session's cluster: `url` is the dashboard (Jobs API), `gpu_nodes` by name."""
-
-    cluster: Any
-    url: str
-    gpu_nodes: dict[str, Any] = field(default_factory=dict)
-    added: int = 0
-
-    def add_gpu_node(self) -> str:
-        self.added += 1
-        name = f"gpu-{'abcdefghij'[self.added - 1]}"
-        self.gpu_nodes[name] = self.cluster.add_node(num_cpus=1, num_gpus=1, node_ip_address="127.0.0.1",
-                                                     node_name=name)
-        return name
-
-    def name_of(self, node_id: str) -> str:
-        return next(name for name, node in self.gpu_nodes.items() if node.node_id == node_id)
-
-    def client(self) -> Any:
-        from ray.job_submission import JobSubmissionClient
-
-        return JobSubmissionClient(self.url)
-
-    def active_ray_jobs(self) -> list[str]:
-        return [j.submission_id for j in self.client().list_jobs()
-                if j.submission_id and str(getattr(j.status, "value", j.status)) in ("PENDING", "RUNNING")]
+RAY_ENV = LOOPBACK_ENV
 
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[LocalCluster]:
     pytest.importorskip("ray.job_submission", reason="Ray is not installed (pip install -e '.[ray]')")
     saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "num_gpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": True,
-        "dashboard_host": "127.0.0.1", "dashboard_port": 0, "node_name": "head",
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
-    local = LocalCluster(cluster, "http://" + cluster.webui_url)
+    local = start_local_cluster(gpu_nodes=2)
     try:
-        local.add_gpu_node()
-        local.add_gpu_node()
-        cluster.wait_for_nodes()
         yield local
     finally:
-        cluster.shutdown()
+        local.shutdown()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def client(local: LocalCluster) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(local.url)
+
+
+def active_ray_jobs(local: LocalCluster) -> list[str]:
+    return [j.submission_id for j in client(local).list_jobs()
+            if j.submission_id and str(getattr(j.status, "value", j.status)) in ("PENDING", "RUNNING")]
 
 
 @dataclass

@@ -16,7 +16,15 @@ import pytest
 from engine.jobs.failpoints import TRAIN_EPOCHS
 from tests.conftest import TrainedWorkspace, copy_workspace
 from tests.faults.harness import AE_QUICK, alive, wait_for
-from tests.ray.conftest import RAY_ENV, LocalCluster, RaySite, stop_worker, wait_running_on_node
+from tests.ray.conftest import (
+    RAY_ENV,
+    LocalCluster,
+    RaySite,
+    active_ray_jobs,
+    client,
+    stop_worker,
+    wait_running_on_node,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -40,7 +48,7 @@ def test_three_jobs_on_two_gpu_nodes_run_two_at_a_time(site: RaySite, ray_cluste
         assert all(r["executor"] == "ray" and r["external_id"] for r in rows)
         # both GPUs are taken: the third waits in the database, not in Ray
         assert site.job_row(jobs[2])["status"] == "queued"
-        assert len(ray_cluster.active_ray_jobs()) == 2
+        assert len(active_ray_jobs(ray_cluster)) == 2
         site.release(TRAIN_EPOCHS)
         for j in jobs:
             assert site.wait_final(j, 300)["status"] == "succeeded", site.job_row(j)
@@ -118,8 +126,8 @@ def test_cancel_running_jobs_one_of_them_hung(site: RaySite, ray_cluster: LocalC
     assert (first["status"], first["error"]) == ("cancelled", "cancelled by user")
     assert (second["status"], second["error"]) == ("cancelled", "cancelled by user")
     wait_for(lambda: not alive(pid_first) and not alive(pid_second), 30, "both children to be gone")
-    client = ray_cluster.client()
-    statuses = {site.job_row(j)["external_id"]: str(client.get_job_status(site.job_row(j)["external_id"]).value)
+    jobs_api = client(ray_cluster)
+    statuses = {site.job_row(j)["external_id"]: str(jobs_api.get_job_status(site.job_row(j)["external_id"]).value)
                 for j in (a, b)}
     assert statuses[site.job_row(b)["external_id"]] == "STOPPED", statuses  # the hung one, through Ray
     assert site.rows(f"SELECT status, checkpoint FROM runs WHERE id IN ({run_a}, {run_b})") == \
@@ -137,20 +145,20 @@ def test_cancel_a_job_pending_in_ray(site: RaySite, ray_cluster: LocalCluster,
     try:
         job_id, run_id = site.train(AE_QUICK, "ae")
         sid = wait_for(lambda: site.job_row(job_id)["external_id"], 60, "the job to be submitted")
-        client = ray_cluster.client()
-        assert str(client.get_job_status(sid).value) == "PENDING"
+        jobs_api = client(ray_cluster)
+        assert str(jobs_api.get_job_status(sid).value) == "PENDING"
         _cancel(site, job_id)
         row = site.wait_final(job_id, 30)
         assert (row["status"], row["error"]) == ("cancelled", "cancelled before it started on the cluster")
         holder.stdin.close()  # the GPUs are free again
         holder.wait(timeout=60)
-        wait_for(lambda: str(client.get_job_status(sid).value) in ("STOPPED", "FAILED", "SUCCEEDED"), 120,
+        wait_for(lambda: str(jobs_api.get_job_status(sid).value) in ("STOPPED", "FAILED", "SUCCEEDED"), 120,
                  "Ray to end the job")
     finally:
         if holder.poll() is None:
             holder.kill()
         stop_worker(worker)
-    assert str(client.get_job_status(sid).value) != "SUCCEEDED"
+    assert str(jobs_api.get_job_status(sid).value) != "SUCCEEDED"
     # Where Ray starts the stopped job after all, it runs exactly this, and the child refuses
     from engine.jobs.ray_cluster import RayCluster
     from engine.jobs.ray_worker import RayWorker
