@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml line/pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml line/pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e "./line[test]" -e ".[test]"
+	$(PY) -m pip install --quiet -e "./line[test]" -e ".[test,bench,ray]"
 	touch $@
 
 install: $(VENV)/.installed
