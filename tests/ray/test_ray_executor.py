@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.jobs.failpoints import TRAIN_EPOCHS
-from tests.conftest import TrainedWorkspace, copy_workspace
+from engine.jobs.failpoints import TRAIN_EPOCHS, TRAIN_FEATURES
+from tests.conftest import TINY_DFR, TrainedWorkspace, copy_workspace
 from tests.faults.harness import AE_QUICK, alive, wait_for
 from tests.ray.conftest import (
     RAY_ENV,
@@ -34,13 +34,18 @@ def site(trained_workspace: TrainedWorkspace, ray_cluster: LocalCluster, tmp_pat
     return RaySite(copy_workspace(trained_workspace.home, tmp_path / "ws"), ray_url=ray_cluster.url)
 
 
+def _release_two(site: RaySite) -> None:
+    site.release(TRAIN_FEATURES)
+    site.release(TRAIN_EPOCHS)
+
+
 def test_three_jobs_on_two_gpu_nodes_run_two_at_a_time(site: RaySite, ray_cluster: LocalCluster) -> None:
+    jobs = [site.train(TINY_DFR, "dfr")[0] for _ in range(3)]
+    site.arm(TRAIN_FEATURES)
     site.arm(TRAIN_EPOCHS)
-    jobs = [site.train(AE_QUICK, "ae")[0] for _ in range(3)]
     worker = site.start_ray_worker()
     try:
-        site.reached(TRAIN_EPOCHS)  # the first holds in its epochs; hold the second one too
-        site.arm(TRAIN_EPOCHS)
+        site.reached(TRAIN_FEATURES)
         site.reached(TRAIN_EPOCHS)
         rows = [wait_running_on_node(site, j) for j in jobs[:2]]
         assert {r["node"] for r in rows} == {f"{name} (127.0.0.1)" for name in ray_cluster.gpu_nodes}, rows
@@ -49,7 +54,7 @@ def test_three_jobs_on_two_gpu_nodes_run_two_at_a_time(site: RaySite, ray_cluste
         # both GPUs are taken: the third waits in the database, not in Ray
         assert site.job_row(jobs[2])["status"] == "queued"
         assert len(active_ray_jobs(ray_cluster)) == 2
-        site.release(TRAIN_EPOCHS)
+        _release_two(site)
         for j in jobs:
             assert site.wait_final(j, 300)["status"] == "succeeded", site.job_row(j)
     finally:
@@ -107,15 +112,15 @@ def _cancel(site: RaySite, job_id: int) -> None:
 def test_cancel_running_jobs_one_of_them_hung(site: RaySite, ray_cluster: LocalCluster) -> None:
     """A cancelled child stops itself within a heartbeat; one that hangs (SIGSTOP) is stopped
     through Ray after the grace period. Both end cancelled, with their runs."""
+    (a, run_a), (b, run_b) = site.train(TINY_DFR, "dfr"), site.train(TINY_DFR, "dfr")
+    site.arm(TRAIN_FEATURES)
     site.arm(TRAIN_EPOCHS)
-    (a, run_a), (b, run_b) = site.train(AE_QUICK, "ae"), site.train(AE_QUICK, "ae")
     worker = site.start_ray_worker()
     try:
-        pid_first = site.reached(TRAIN_EPOCHS)
-        site.arm(TRAIN_EPOCHS)
-        pid_second = site.reached(TRAIN_EPOCHS)
+        pid_first, pid_second = site.reached(TRAIN_FEATURES), site.reached(TRAIN_EPOCHS)
         for j in (a, b):
             wait_running_on_node(site, j)
+        (hung,) = site.rows(f"SELECT id FROM jobs WHERE child_pid = {pid_second}")[0]
         os.kill(pid_second, signal.SIGSTOP)  # hung: neither its heartbeat nor its lease can act
         _cancel(site, a)
         _cancel(site, b)
@@ -127,9 +132,9 @@ def test_cancel_running_jobs_one_of_them_hung(site: RaySite, ray_cluster: LocalC
     assert (second["status"], second["error"]) == ("cancelled", "cancelled by user")
     wait_for(lambda: not alive(pid_first) and not alive(pid_second), 30, "both children to be gone")
     jobs_api = client(ray_cluster)
-    statuses = {site.job_row(j)["external_id"]: str(jobs_api.get_job_status(site.job_row(j)["external_id"]).value)
-                for j in (a, b)}
-    assert statuses[site.job_row(b)["external_id"]] == "STOPPED", statuses  # the hung one, through Ray
+    statuses = {j: str(jobs_api.get_job_status(site.job_row(j)["external_id"]).value) for j in (a, b)}
+    assert statuses[hung] == "STOPPED", statuses  # the hung one, through Ray; the other stopped itself
+    assert statuses[a if hung == b else b] == "FAILED", statuses  # (its exit status 76: cancelled)
     assert site.rows(f"SELECT status, checkpoint FROM runs WHERE id IN ({run_a}, {run_b})") == \
         [("cancelled", None), ("cancelled", None)]
     assert "did not stop within" in site.worker_log()
