@@ -252,3 +252,25 @@ def test_a_node_dies_mid_training(site: RaySite, ray_cluster: LocalCluster) -> N
     wait_for(lambda: not alive(pid), 30, "the first attempt's child to stop")  # killed with its node, or by itself
     assert f"job {job_id} attempt 1 succeeded" not in Path(site.job_row(job_id)["log_path"]).read_text()
     assert len(retries) == 1
+
+
+@pytest.mark.postgres
+def test_a_training_and_an_evaluation_on_postgresql(ray_cluster: LocalCluster, tmp_path: Path,
+                                                      tiny_demo: Path) -> None:
+    """The database of a cluster across hosts: the nodes' children write to PostgreSQL."""
+    from tests.faults.conftest import postgres_url
+
+    site = RaySite(tmp_path / "ws", database_url=postgres_url(), ray_url=ray_cluster.url)
+    site.cli("import", str(tiny_demo), "--name", "tiny")
+    job_id, run_id = site.train(AE_QUICK, "ae")
+    worker = site.start_ray_worker("--idle-exit", "2")
+    try:
+        assert site.wait_final(job_id, 300)["status"] == "succeeded", site.job_row(job_id)
+        evaluation = site.evaluate(run_id)
+        assert site.wait_final(evaluation, 300)["status"] == "succeeded", site.job_row(evaluation)
+    finally:
+        stop_worker(worker)
+    for j in (job_id, evaluation):
+        row = site.job_row(j)
+        assert row["executor"] == "ray" and row["node"] in {f"{n} (127.0.0.1)" for n in ray_cluster.gpu_nodes}
+    assert site.rows(f"SELECT count(*) FROM evaluations WHERE run_id = {run_id} AND status = 'succeeded'") == [(2,)]
