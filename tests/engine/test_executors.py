@@ -63,3 +63,24 @@ def test_a_ray_worker_without_a_cluster_says_so_in_one_line(tmp_path: Path) -> N
                           timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("prefilter-qa worker: no Ray cluster answers at http://127.0.0.1:9"), proc.stderr
+
+
+def test_what_a_job_takes_on_the_cluster(home: Path, tiny_demo: Path) -> None:
+    """A training takes its run's gpus (1 unless set) where the cluster has GPUs, else one CPU."""
+    pytest.importorskip("ray")
+    from db import jobs as jq
+    from db.auth import system_actor
+    from engine.cli.commands import import_folder
+    from engine.jobs.queue import submit_train
+    from engine.jobs.ray_placement import job_needs
+    from engine.services.store import open_workspace
+
+    import_folder(tiny_demo, "tiny")
+    _, sessions = open_workspace()
+    with sessions.begin() as s:
+        ids = [submit_train(s, dataset="tiny", model="ae", overrides=over, actor=system_actor("t"))[0].id
+               for over in ({}, {"gpus": "2"}, {"gpus": "0"})]
+    with sessions.begin() as s:
+        one, two, none = (jq.get_job(s, i) for i in ids)
+        assert [job_needs(s, j, True) for j in (one, two, none)] == [(1.0, 0.0), (2.0, 0.0), (0.0, 1.0)]
+        assert job_needs(s, two, False) == (0.0, 1.0)  # a cluster without GPUs

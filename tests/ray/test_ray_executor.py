@@ -82,6 +82,12 @@ def test_the_jobs_page_shows_node_and_gpu(site: RaySite, monkeypatch: pytest.Mon
     row = table[table["Job"] == job_id].iloc[0]
     assert (row["Node"], row["GPU"]) == (node, "0")
     assert any(f"node {node}" in c.value for c in at.caption)
+    assert any("on a Ray node" in c.value for c in at.code)  # the log, from the workspace
+    Path(site.job_row(job_id)["log_path"]).unlink()  # gone from the workspace: Ray's own log instead
+    monkeypatch.setenv("PREFILTER_QA_RAY_ADDRESS", site.ray_url)
+    at = open_page("jobs")
+    assert any("Ray's log of" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any(f"job {job_id} attempt 1 succeeded" in c.value for c in at.code)
 
 
 def test_probe_names_a_node_that_cannot_see_the_workspace(ray_cluster: LocalCluster, tmp_path: Path) -> None:
