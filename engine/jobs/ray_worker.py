@@ -35,7 +35,7 @@ from engine.jobs.ray_cluster import Node, RayCluster, RayJob
 from engine.jobs.ray_outcome import EXECUTOR, auto_retry, why_ended
 from engine.jobs.ray_placement import database_problem, free_resources, job_needs, node_check_problems
 from engine.jobs.storage import job_storage
-from engine.jobs.worker import Worker, stale_after
+from engine.jobs.worker import Worker, fail_job, stale_after
 from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV, Workspace
 
 log = logging.getLogger(__name__)
@@ -177,20 +177,20 @@ class RayWorker(Worker):
             listed = {j.submission_id for j in ray_jobs}
             free_gpus, free_cpus = free_resources(nodes, ray_jobs, [(f.gpus, f.cpus) for f in self.inflight.values()
                                                                     if f.submission_id not in listed])
-            has_gpus = any(n.alive and n.gpus > 0 for n in nodes)
+            ever = max((n.gpus for n in nodes), default=0.0)  # dead nodes too: a GPU cluster stays one
             biggest = max((n.gpus for n in nodes if n.alive), default=0.0)
             try:
                 with self.sessions.begin() as s:
                     job = jq.claim_next_job(s, self.name)
                     if job is None:
                         return count
-                    gpus, cpus = job_needs(s, job, has_gpus)
-                    if gpus > biggest:  # would wait in Ray for ever
+                    gpus, cpus = job_needs(s, job, ever > 0)
+                    if gpus > ever:  # would wait in Ray for ever
                         self._fail(s, job, f"it needs {gpus:g} GPUs but the largest node of the Ray cluster "
-                                           f"has {biggest:g} (set gpus on the run's settings)")
+                                           f"has {ever:g} (set gpus on the run's settings)")
                         continue
-                    if (gpus > free_gpus) if gpus else (cpus > free_cpus):
-                        raise _NoRoom
+                    if gpus > biggest or ((gpus > free_gpus) if gpus else (cpus > free_cpus)):
+                        raise _NoRoom  # e.g. every GPU node is down: it waits for one to come back
                     attempt = jq.Attempt(job.id, job.attempt)
                     sid = f"prefilter-qa-job{job.id}-a{attempt.number}-{uuid.uuid4().hex[:6]}"
                     log_path = self.storage.job_log(job.id, job.run_id)
@@ -293,29 +293,31 @@ class RayWorker(Worker):
     def _ended(self, flight: InFlight, ray_job: RayJob | None) -> None:
         """The Ray job ended but the child did not end its job: record why; retry once if the
         cluster failed (a node died), never when the job itself failed."""
-        if ray_job is not None:
-            self.refresh_nodes()  # a dead node shows as DEAD here
+        attempt = flight.attempt
         with self.sessions.begin() as s:
-            job = jq.get_job(s, flight.attempt.job_id)
-            if job.status != JobStatus.RUNNING or job.attempt != flight.attempt.number:
+            job = jq.get_job(s, attempt.job_id)
+            if job.status != JobStatus.RUNNING or job.attempt != attempt.number:
                 return
             if job.cancel_requested:
-                ended = jq.end_job(s, job.id, JobStatus.CANCELLED, "cancelled by user", attempt=job.attempt)
+                ended = jq.end_job(s, job.id, JobStatus.CANCELLED, "cancelled by user", attempt=attempt.number)
                 if ended is not None:
                     relq.end_release_of_job(s, ended, JobStatus.CANCELLED)
-                log.info("%s cancelled", flight.attempt)
+                log.info("%s cancelled", attempt)
                 return
-            reason, infra = why_ended(self.cluster, self.nodes, ray_job, job)
-            self._fail(s, job, reason)
+            s.expunge(job)  # read below without holding the database while Ray is asked why
+        if ray_job is not None:
+            self.refresh_nodes()  # a dead node shows as DEAD here
+        reason, infra = why_ended(self.cluster, self.nodes, ray_job, job)
+        with self.sessions.begin() as s:
+            if not self._fail(s, job, reason):
+                return  # ended meanwhile (a cancel, a reaper)
             retry = auto_retry(s, job) if infra else None
             if retry is not None:
-                job.error = reason = f"{reason}; retried once as job {retry.id}"
-            log.warning("%s failed: %s", flight.attempt, reason)
+                jq.get_job(s, job.id).error = reason = f"{reason}; retried once as job {retry.id}"
+        log.warning("%s failed: %s", attempt, reason)
 
-    def _fail(self, session: Session, job: Job, reason: str) -> None:
-        from engine.jobs.worker import fail_job
-
-        fail_job(session, job.id, reason, attempt=job.attempt)
+    def _fail(self, session: Session, job: Job, reason: str) -> bool:
+        return fail_job(session, job.id, reason, attempt=job.attempt)
 
     def _forget(self, job_id: int) -> None:
         flight = self.inflight.pop(job_id)
