@@ -119,7 +119,7 @@ def line_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def released(trained_workspace: TrainedWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def released(trained_workspace: TrainedWorkspace, tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the trained workspace whose DFR run has a review band and a release, and a line results
     file of that bundle scored by `prefilter-qa-line` (torch blocked) on new files of the test images.
     Tests copy `home` before they change it."""
@@ -135,8 +135,8 @@ def released(trained_workspace: TrainedWorkspace, tmp_path_factory: pytest.TempP
     tmp = tmp_path_factory.mktemp("line")
     home = copy_workspace(trained_workspace.home, tmp / "ws")
     run_id = trained_workspace.dfr_run
-    images = sorted(trained_workspace.home.parent.parent.rglob("test/*/*.png"))
-    images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))
+    # the tiny demo's own test images (a glob over the session's temp folder also found other tests' images)
+    images = sorted((tiny_demo / "test" / "ok").glob("*.png")) + sorted((tiny_demo / "test" / "nok").glob("*/*.png"))
     first = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
     s = np.sort([r["score"] for r in first])
     sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")

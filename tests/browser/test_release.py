@@ -52,7 +52,7 @@ def test_release_from_the_thresholds_page(app_page: Any, app_server: AppServer) 
         assert time.monotonic() < deadline, f"release still {status[0]} after 10 minutes"
         time.sleep(2)
     assert status[0] == "succeeded", status[1]
-    page.reload()
+    page.goto(f"{app_server.url}/thresholds?run={run}")  # a new session: the deep link picks the run again
     page.wait_for_function("window.__stRuns >= 1")
     wait_for_app(page)
     sign_in(page, ENGINEER)

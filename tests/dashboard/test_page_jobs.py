@@ -88,6 +88,7 @@ def test_failed_job_shows_its_error(ws: TrainedWorkspace) -> None:
     assert any("killed by SIGKILL" in e.value for e in at.error)
     assert "Retry" in [b.label for b in at.button]
 
+
 def test_job_details_follow_the_running_job_unless_one_was_picked(ws: TrainedWorkspace) -> None:
     """Details showed job 1 while job 2 ran: the page had made every shown job "the chosen one"."""
     at = open_page("jobs")
