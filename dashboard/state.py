@@ -75,7 +75,8 @@ def role_note(permission: Permission, what: str) -> None:
 
 
 def keep_worker_running() -> None:
-    """Start a job worker if none serves the database (checked at most every 30 s per session)."""
+    """Start a job worker if none serves the database (checked at most every 30 s per session; two
+    sessions, or a session and `train --wait`, never both start one: see `ensure_worker`)."""
     if os.environ.get(AUTOSTART_ENV, "1") == "0":
         return
     now = time.monotonic()
