@@ -17,7 +17,8 @@ from engine.jobs.queue import cancel_job, retry_job
 
 POLL_S = 2.0
 
-page_header("Jobs", "Training and evaluation run in the background, one job at a time per worker. "
+page_header("Jobs", "Training and evaluation run in the background: a local worker runs one job at a time, "
+            "a Ray worker as many at once as its cluster has free GPUs (or CPUs) for. "
             "This page follows them by itself while any is queued or running.")
 show_flashes()
 factory = sessions()
