@@ -2,7 +2,9 @@
 
 Heatmaps are stored as float16 `.npy` at model input resolution; these functions colour them
 with a fixed value range (the evaluation's `map_range`, so colours mean the same across
-images) and map them back onto the original pixel grid for display.
+images) and map them back onto the original pixel grid for display. The colouring and the
+mapping back are the line scorer's own (`prefilter_qa_line.heatmap`, installed with the app), so
+the dashboard and the line draw the same picture.
 """
 
 from __future__ import annotations
@@ -13,29 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-COLORMAP = cv2.COLORMAP_TURBO  # perceptually ordered, unlike JET's banding
-
-
-def colorize(amap: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """(H, W) float -> (H, W, 3) uint8 RGB; values clipped to [vmin, vmax], NaN as vmin."""
-    a = np.asarray(amap, dtype=np.float32)
-    span = float(vmax) - float(vmin)
-    if not span > 0:
-        span = 1e-12
-    u8 = np.clip(np.nan_to_num((a - float(vmin)) / span, nan=0.0), 0.0, 1.0)
-    u8 = np.round(u8 * 255.0).astype(np.uint8)  # (H, W)
-    bgr = cv2.applyColorMap(u8, COLORMAP)  # (H, W, 3) BGR
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def to_original_grid(amap: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize a map (bilinear) to the original image's (H, W), stretching like the input rule."""
-    h, w = int(size_hw[0]), int(size_hw[1])
-    a = np.asarray(amap, dtype=np.float32)
-    if a.shape == (h, w):
-        return a
-    return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)  # cv2 wants (W, H)
+from prefilter_qa_line.heatmap import colorize, to_original_grid
 
 
 def overlay(image: np.ndarray, amap: np.ndarray, vmin: float, vmax: float,

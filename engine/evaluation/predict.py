@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from prefilter_qa_line.heatmap import heatmap_names
 
 from engine.evaluation.heatmaps import (
     mark_peak,
@@ -79,7 +80,7 @@ def predict_images(checkpoint: Path, paths: Sequence[Path], out_dir: Path,
         config = dataclasses.replace(config, num_workers=int(num_workers))
     dev = next(model.parameters()).device
     margin = int(getattr(config, "border_margin", 0) or 0)
-    names = _png_names(paths)
+    names = heatmap_names(paths)
     loader = make_eval_loader(paths, config, int(batch_size or config.batch_size),
                               keep_original=True)
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="overlay-writer")
@@ -183,14 +184,6 @@ def append_results(path: Path, rows: Sequence[dict]) -> None:
         fh.write(buf.getvalue())
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _png_names(paths: list[Path]) -> list[str]:
-    """`<stem>_heatmap.png`, with the position added where two inputs share a stem."""
-    stems = [p.stem for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1}
-    return [f"{s}_{k}_heatmap.png" if s in dup else f"{s}_heatmap.png"
-            for k, s in enumerate(stems)]
 
 
 def _write_overlay(png: Path, orig: np.ndarray, amap: np.ndarray,

@@ -93,7 +93,8 @@ def write_heatmap(png: str | Path, orig: np.ndarray, amap: np.ndarray,
 
 
 def heatmap_names(paths: list[Path]) -> list[str]:
-    """`<stem>_heatmap.png`, with the position added where two inputs share a stem (engine's)."""
+    """`<stem>_heatmap.png`, with the position added where two inputs share a stem (engine's predict
+    names its PNGs with it too)."""
     stems = [p.stem for p in paths]
     dup = {s for s in stems if stems.count(s) > 1}
     return [f"{s}_{k}_heatmap.png" if s in dup else f"{s}_heatmap.png"
