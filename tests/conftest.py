@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +35,17 @@ def cli(*args: str, home: Path, check: bool = True, timeout: float = 600) -> sub
     if check and proc.returncode != 0:
         raise AssertionError(f"prefilter-qa {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 240.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy, and return that; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from engine.jobs.procs import pid_alive
 from engine.jobs.worker import stale_after
 from engine.services.store import open_workspace
 from engine.workspace import DATABASE_URL_ENV, HOME_ENV, Workspace
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 # One caller of ensure_worker: ready file, then wait for the go file, then print whether it started one.
 CALLER = """
@@ -93,10 +93,7 @@ def test_two_concurrent_callers_start_exactly_one_worker(ws, tmp_path: Path) -> 
         callers.append((ready, subprocess.Popen([sys.executable, "-c", CALLER, str(ready), str(go)], cwd=REPO,
                                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                 text=True)))
-    deadline = time.monotonic() + 60
-    while not all(ready.exists() for ready, _ in callers):
-        assert time.monotonic() < deadline, "the callers did not get ready"
-        time.sleep(0.01)
+    wait_for(lambda: all(ready.exists() for ready, _ in callers), 60, "the callers to get ready")
     (tmp_path / "go").touch()
     results = []
     for _, proc in callers:
@@ -106,11 +103,7 @@ def test_two_concurrent_callers_start_exactly_one_worker(ws, tmp_path: Path) -> 
     assert sorted(results) == ["False", "True"]
     pids = _worker_pids(workspace.home)  # every worker spawned exists now (none exits before 60 s idle)
     assert len(pids) == 1, pids
-    deadline = time.monotonic() + 60
-    while not _live_workers(sessions):
-        assert time.monotonic() < deadline, "the started worker never registered"
-        time.sleep(0.1)
-    assert _live_workers(sessions) == pids
+    assert wait_for(lambda: _live_workers(sessions), 60, "the started worker to register") == pids
     assert ensure_worker(workspace, sessions) is False  # registered now: nothing to start
 
 

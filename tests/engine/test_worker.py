@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from db import jobs as jq
 from db.auth import system_actor
 from db.models import utcnow
 from engine.workspace import FEATURE_CACHE_NAME
-from tests.conftest import REPO, TINY_AE, TINY_DFR, cli
+from tests.conftest import REPO, TINY_AE, TINY_DFR, cli, wait_for
 
 LONG_AE = ["input_size=64", "epochs=400", "batch_size=2", "num_workers=0"]
 # DFR with its feature cache on and enough epochs to be killed while training.
@@ -44,16 +43,6 @@ def _start_worker(home: Path, *extra: str) -> subprocess.Popen[str]:
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _job(sessions, job_id: int):
     with sessions.begin() as s:
         j = jq.get_job(s, job_id)
@@ -73,13 +62,13 @@ def test_kill_9_of_a_running_child_fails_its_job_and_the_next_job_runs(tiny_home
     sessions = _sessions(tiny_home)
     worker = _start_worker(tiny_home, "--idle-exit", "1")
     try:
-        _wait_for(lambda: _job(sessions, long_job)[1] > 0, what="training progress")
+        wait_for(lambda: _job(sessions, long_job)[1] > 0, what="training progress")
         pid = _job(sessions, long_job)[2]
         os.kill(pid, signal.SIGKILL)
-        status, _, _, error = _wait_for(
+        status, _, _, error = wait_for(
             lambda: _job(sessions, long_job) if _job(sessions, long_job)[0] != "running" else None)
         assert status == "failed" and "SIGKILL" in error
-        _wait_for(lambda: _job(sessions, short_job)[0] in jq.FINAL, what="the next job")
+        wait_for(lambda: _job(sessions, short_job)[0] in jq.FINAL, what="the next job")
         assert _job(sessions, short_job)[0] == "succeeded", _job(sessions, short_job)
         worker.wait(timeout=60)
     finally:
@@ -95,9 +84,9 @@ def test_a_killed_dfr_training_leaves_no_feature_cache(tiny_home: Path) -> None:
         cache = tiny_home / "runs" / str(jq.get_job(s, job_id).run_id) / FEATURE_CACHE_NAME
     worker = _start_worker(tiny_home, "--idle-exit", "1")
     try:
-        _wait_for(lambda: _job(sessions, job_id)[1] > 0.05 and cache.exists(), what="DFR epochs on the cache")
+        wait_for(lambda: _job(sessions, job_id)[1] > 0.05 and cache.exists(), what="DFR epochs on the cache")
         os.kill(_job(sessions, job_id)[2], signal.SIGKILL)
-        _wait_for(lambda: _job(sessions, job_id)[0] == "failed", what="failed")
+        wait_for(lambda: _job(sessions, job_id)[0] == "failed", what="failed")
         worker.wait(timeout=60)
     finally:
         worker.kill()
@@ -109,11 +98,11 @@ def test_cancel_a_running_job_kills_its_child(tiny_home: Path) -> None:
     sessions = _sessions(tiny_home)
     worker = _start_worker(tiny_home)
     try:
-        _wait_for(lambda: _job(sessions, job_id)[1] > 0, what="training progress")
+        wait_for(lambda: _job(sessions, job_id)[1] > 0, what="training progress")
         pid = _job(sessions, job_id)[2]
         out = json.loads(cli("cancel", str(job_id), "--json", home=tiny_home).stdout)
         assert out["status"] == "running"  # requested; the worker stops it
-        _wait_for(lambda: _job(sessions, job_id)[0] == "cancelled", what="cancelled")
+        wait_for(lambda: _job(sessions, job_id)[0] == "cancelled", what="cancelled")
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         jobs = json.loads(cli("jobs", "--json", home=tiny_home).stdout)

@@ -11,8 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import connect
 from engine.workspace import DATABASE_URL_ENV, FEATURE_CACHE_NAME, HOME_ENV
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 FAILPOINT_DIR_ENV = "PREFILTER_QA_FAILPOINT_DIR"  # engine.jobs.failpoints (test_kill_points checks it)
 
@@ -43,16 +41,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 180.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @dataclass
