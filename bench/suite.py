@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.common import REPO, load1, machine, table, write_json
 
-LITERAL = ["position_norm=false", "stage_norm=false", "image_median=false", "score_combine=map"]
+LITERAL = ["stages=0,1,2,3,4,5", "position_norm=false", "stage_norm=false", "image_median=false", "score_combine=map"]
 
 
 def systems() -> list[tuple[str, str, list[str]]]:

@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"size": 64, "n_train_ok": 10, "n_test_ok": 4, "n_test_nok": 6, "seed": 1}
 # Settings that make both families train in seconds on CPU (random backbone weights).
 TINY_AE = ["input_size=64", "epochs=1", "batch_size=4", "num_workers=0"]
+# score_combine=max: the runs have a score map besides the heatmap (auto's fine-detail candidate)
 TINY_DFR = ["input_size=64", "epochs=1", "batch_size=4", "num_workers=0", "backbone_weights=random",
-            "map_size=16", "pca_samples_per_image=64", "feature_cache_gb=0"]
+            "map_size=16", "pca_samples_per_image=64", "feature_cache_gb=0", "score_combine=max"]
 
 
 def cli(*args: str, home: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -31,11 +31,13 @@ from engine.training.train import Progress, TrainProgress, TrainResult, train
 log = logging.getLogger(__name__)
 
 # Candidates: changes to the run's config, each a configuration that was best on some kind of
-# defect (see engine/config.py for the measurements). The first is the `dfr` default.
+# defect (see engine/config.py for the measurements). The first is the `dfr` default (blocks.4-5).
 CANDIDATES: dict[str, dict[str, Any]] = {
     "default": {},
-    "no-image-median": {"image_median": False},
-    "deep-stages": {"stages": (2, 3, 4), "image_median": False},
+    # small defects on a plain surface: the early stages too, the most unusual stage as the score
+    # (the `dfr` default until 2026-12)
+    "fine-detail": {"stages": (0, 1, 2, 3, 4, 5), "score_combine": "max"},
+    "no-image-median": {"image_median": False},  # defects that cover most of the part
 }
 MIN_HOLDOUT = 4  # fewer held-out OK images cannot rank candidates
 SYNTHETIC_PER_IMAGE = 2
