@@ -21,8 +21,11 @@ def _model(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "ae":
         return build_ae(make_config("ae", overrides={"input_size": "64"})).eval()
-    cfg = make_config("dfr", overrides={"input_size": "64", "map_size": "16", "backbone_weights": "random"})
-    model = build_dfr(cfg, build_features(cfg), 12).eval()  # the dfr preset: stage z-scores, median, max score
+    # the dfr preset (stage z-scores, median), with the score from the most unusual stage (auto's
+    # fine-detail candidate): a score map besides the heatmap, both exported
+    cfg = make_config("dfr", overrides={"input_size": "64", "map_size": "16", "backbone_weights": "random",
+                                        "score_combine": "max"})
+    model = build_dfr(cfg, build_features(cfg), 12).eval()
     for name in ("pos_mean", "pos_std", "median_cap"):
         buf = getattr(model.normaliser, name)
         buf.copy_(torch.rand_like(buf) + 0.5)
@@ -67,7 +70,8 @@ def test_the_exportable_dfr_computes_what_the_method_says() -> None:
 
 
 @pytest.mark.parametrize("family", ["dfr", "ae"])
-def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, tmp_path: Path, family: str) -> None:
+def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, tiny_demo: Path, tmp_path: Path,
+                                                           family: str) -> None:
     home = copy_workspace(trained_workspace.home, tmp_path / "ws")
     run_id = getattr(trained_workspace, f"{family}_run")
     out = tmp_path / "bundle"
@@ -81,8 +85,8 @@ def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, tm
     golden = json.loads((out / "golden" / "golden.json").read_text())
     assert {g["label"] for g in golden} == {"ok", "nok"}
 
-    images = sorted(trained_workspace.home.parent.parent.rglob("test/*/*.png"))[:6]
-    images += sorted(trained_workspace.home.parent.parent.rglob("test/nok/*/*.png"))[:4]
+    test = tiny_demo / "test"
+    images = sorted((test / "ok").glob("*.png"))[:6] + sorted((test / "nok").glob("*/*.png"))[:4]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     line = line_cli("score", str(out), *map(str, images), str(broken), "--results", str(tmp_path / "r.jsonl"),
