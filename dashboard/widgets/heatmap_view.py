@@ -91,9 +91,10 @@ def detail_images(data: EvalData, i: int, *, alpha: float, mask_path: str | None
                   pixel_threshold: float | None) -> dict[str, np.ndarray | str]:
     """Panels of the detail view: an array to show, or a string saying why there is none.
 
-    The score is the peak of one map: the heatmap, or (DFR's default: heatmap = mean of the
-    stages, score = the most unusual stage) a separate score map shown beside it. That map
-    carries a ring at its maximum, so a rejected part with a calm heatmap still shows why."""
+    The score is the peak of one map: the heatmap, or (DFR with score_combine=max, auto's
+    fine-detail candidate: heatmap = mean of the stages, score = the most unusual stage) a
+    separate score map shown beside it. That map carries a ring at its maximum, so a rejected
+    part with a calm heatmap still shows why."""
     img, err = _display_image(data.paths[i], data.sha256[i])
     if img is None:
         return {"Original": err or "unreadable"}
