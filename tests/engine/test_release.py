@@ -96,10 +96,12 @@ def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, ti
     by_path = {r["path"]: r for r in rows}
     assert by_path[str(broken.resolve())]["verdict"] == "ERROR"
     predicted = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
+    threshold = release["threshold"]["image"]
     for p in predicted:
         got = by_path[str(Path(p["path"]).resolve())]
-        assert got["verdict"] == p["verdict"], (p, got)
         assert got["score"] == pytest.approx(p["score"], rel=1e-4, abs=1e-6)
+        if p["score"] != pytest.approx(threshold, rel=1e-4, abs=1e-6):  # F1-max sits on a test image's
+            assert got["verdict"] == p["verdict"], (p, got)  # score: float32 may put that one either side
         assert got["bundle_sha"] == release["bundle_sha256"]
 
 
