@@ -133,6 +133,11 @@ def line_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+def demo_test_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """The OK and the NOK test images of a demo folder (seed layout), each sorted."""
+    return sorted((root / "test" / "ok").glob("*.png")), sorted((root / "test" / "nok").glob("*/*.png"))
+
+
 @pytest.fixture(scope="session")
 def released(trained_workspace: TrainedWorkspace, tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the trained workspace whose DFR run has a review band and a release, and a line results
@@ -150,8 +155,8 @@ def released(trained_workspace: TrainedWorkspace, tiny_demo: Path, tmp_path_fact
     tmp = tmp_path_factory.mktemp("line")
     home = copy_workspace(trained_workspace.home, tmp / "ws")
     run_id = trained_workspace.dfr_run
-    # the tiny demo's own test images (a glob over the session's temp folder also found other tests' images)
-    images = sorted((tiny_demo / "test" / "ok").glob("*.png")) + sorted((tiny_demo / "test" / "nok").glob("*/*.png"))
+    ok, nok = demo_test_images(tiny_demo)
+    images = ok + nok
     first = json.loads(cli("predict", "--run", str(run_id), *map(str, images), "--json", home=home).stdout)
     s = np.sort([r["score"] for r in first])
     sessions = connect(f"sqlite:///{home / 'prefilter-qa.db'}")

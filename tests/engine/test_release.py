@@ -14,7 +14,7 @@ import torch
 from engine.config import make_config
 from engine.models import build_ae, build_dfr, build_features
 from engine.release.graph import export_onnx, onnx_outputs, torch_outputs
-from tests.conftest import cli, copy_workspace, line_cli
+from tests.conftest import cli, copy_workspace, demo_test_images, line_cli
 
 
 def _model(kind: str) -> torch.nn.Module:
@@ -85,8 +85,8 @@ def test_export_bundle_gives_predicts_verdicts_on_the_line(trained_workspace, ti
     golden = json.loads((out / "golden" / "golden.json").read_text())
     assert {g["label"] for g in golden} == {"ok", "nok"}
 
-    test = tiny_demo / "test"
-    images = sorted((test / "ok").glob("*.png"))[:6] + sorted((test / "nok").glob("*/*.png"))[:4]
+    ok, nok = demo_test_images(tiny_demo)
+    images = ok[:6] + nok[:4]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     line = line_cli("score", str(out), *map(str, images), str(broken), "--results", str(tmp_path / "r.jsonl"),
