@@ -123,6 +123,12 @@ class DFRConfig(_Common):
     score_combine: str = setting("map", "Image score from the heatmap ('map') or, with stage_norm, from the "
                                  "stages' z-scores combined by their 'mean' or 'max' at each position (without "
                                  "stage_norm all three are the heatmap).", ("map", "mean", "max"))
+    whole_grid: int = setting(0, "Also reconstruct each image as a whole: its stage features average-pooled to "
+                              "whole_grid x whole_grid and read as one vector, through the principal components "
+                              "of the OK images'; the image score then adds that error to the heatmap's peak, "
+                              "both as z-scores against held-out OK images (0 = off; must divide map_size).")
+    whole_variance: float = setting(0.97, "With whole_grid: principal components of the whole-image vectors kept "
+                                    "for this share of their variance.")
     train_positions: float = setting(1.0, "Share of map positions (random each step) the autoencoder trains "
                                      "on; the 1×1-conv model treats positions independently.")
     feature_cache_gb: float = setting(8.0, "Bound of the float16 on-disk cache of backbone features, deleted "
@@ -174,7 +180,7 @@ _THESIS_DFR = {"backbone": "tf_efficientnet_b6", "input_size": 512}
 # stages 2-5 (tiles 0.878 / 0.964 through the product). train_positions=0.25 trains on a random
 # quarter of the map positions per step: same accuracy, ~4x faster epochs.
 _DFR_DEFAULT = {"stages": (4, 5), "position_norm": True, "stage_norm": True, "image_median": True,
-                "train_positions": 0.25}
+                "train_positions": 0.25, "whole_grid": 8}
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ae", "ae", "CPU default: the thesis autoencoder at 256², 25 epochs.", _THESIS_AE),
@@ -246,6 +252,9 @@ def _validate(cfg: Config) -> None:
     _check(0.0 < cfg.pca_variance <= 1.0, f"pca_variance must be in (0, 1], got {cfg.pca_variance}")
     _check(cfg.position_norm or not cfg.stage_norm,
            "stage_norm=true needs position_norm=true (it normalises each stage's map per position)")
+    _check(cfg.whole_grid >= 0 and (cfg.whole_grid == 0 or cfg.map_size % cfg.whole_grid == 0),
+           f"whole_grid must be 0 or divide map_size {cfg.map_size}, got {cfg.whole_grid}")
+    _check(0.0 < cfg.whole_variance <= 1.0, f"whole_variance must be in (0, 1], got {cfg.whole_variance}")
     _check(0.0 < cfg.train_positions <= 1.0, f"train_positions must be in (0, 1], got {cfg.train_positions}")
     _check(0.0 < cfg.topk_ratio <= 1.0, f"topk_ratio must be in (0, 1], got {cfg.topk_ratio}")
     _check(cfg.latent_dim is None or cfg.latent_dim >= 1, f"latent_dim must be at least 1, got {cfg.latent_dim}")
@@ -346,6 +355,14 @@ def score_rule(stored: dict[str, Any]) -> str:
                "the heatmap."
     peak = "largest value" if cfg.score == "max" else f"mean of the top {100 * cfg.topk_ratio:.3g} %"
     if cfg.stage_norm and cfg.score_combine not in ("map", cfg.stage_combine):
-        return (f"Image score: {peak} of the stages' z-scores combined by their {cfg.score_combine}; the "
-                f"heatmap shows them combined by their {cfg.stage_combine}, so its peak is not the score.")
-    return f"Image score: {peak} of the heatmap."
+        rule = (f"{peak} of the stages' z-scores combined by their {cfg.score_combine}; the heatmap shows them "
+                f"combined by their {cfg.stage_combine}")
+    else:
+        rule = f"{peak} of the heatmap"
+    if cfg.whole_grid:
+        return (f"Image score: the {rule} plus how unusual the image is as a whole (its features reconstructed "
+                "as one vector), each as a z-score against held-out OK parts: a part unusual as a whole scores "
+                "high with a quiet heatmap.")
+    if rule.startswith(peak + " of the stages"):
+        return f"Image score: {rule}, so its peak is not the score."
+    return f"Image score: {rule}."

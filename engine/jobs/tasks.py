@@ -143,16 +143,16 @@ def run_train(ws: Workspace, sessions: sessionmaker[Session], attempt: jq.Attemp
     n_hold, n_test = len(snapshot.get("holdout", [])), len(snapshot.get("test", []))
     log.info("run %s: training %s (%s) on %d OK images (%d more held out for the OK-only threshold); "
              "then evaluation on %d test images", run_id, cfg.model, cfg.preset, len(train_images), n_hold, n_test)
+    with sessions.begin() as s:  # auto judges its candidates on them; DFR weighs its score's parts on them
+        holdout, _ = verify_files(dq.images_by_ids(s, snapshot.get("holdout", [])))
     if cfg.preset == AUTO_PRESET:  # candidates judged on synthetic defects in the held-out OK images
         from engine.training.auto import train_auto
 
-        with sessions.begin() as s:
-            holdout, _ = verify_files(dq.images_by_ids(s, snapshot.get("holdout", [])))
         result = train_auto(cfg, [Path(i.path) for i in train_images], [Path(i.path) for i in holdout], run_dir,
                             progress=on_progress, roi=roi)
     else:
         result = train(cfg, [Path(i.path) for i in train_images], run_dir, progress=on_progress, roi=roi,
-                       eval_images=n_hold + n_test)
+                       eval_images=n_hold + n_test, calibration=[Path(i.path) for i in holdout])
     failpoint(TRAIN_CHECKPOINT_WRITTEN)
     info = dict(result.info) | {
         "epochs": result.epochs, "final_loss": result.final_loss, "train_seconds": result.seconds,

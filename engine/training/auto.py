@@ -100,7 +100,7 @@ def train_auto(cfg: DFRConfig, train_images: Sequence[Path], holdout: Sequence[P
     for k, (name, changes) in enumerate(CANDIDATES.items()):
         c_cfg = dataclasses.replace(cfg, **changes, preset=f"auto/{name}")
         res = train(c_cfg, train_images, Path(run_dir) / "candidates" / name, _scaled(progress, k, len(CANDIDATES)),
-                    roi=roi)
+                    roi=roi, calibration=holdout)
         figures = judge(res.model, clean, defective, masks)
         log.info("auto: candidate %s on %d synthetic defects: image AUROC %.3f, pixel AUROC %.3f", name,
                  len(defective), figures["image_auroc"], figures["pixel_auroc"])

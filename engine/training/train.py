@@ -185,8 +185,44 @@ def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callabl
     return loss
 
 
+MIN_CALIBRATION = 4  # fewer held-out OK images give no spread: the training images' cross-fitted one instead
+WHOLE_FIT_IMAGES = 2000  # the whole-image PCA is fitted on at most this many training images
+
+
+@torch.no_grad()
+def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
+               calibration: list[Path], device: torch.device) -> dict:
+    """DFR's whole-image term (engine/models/dfr/whole.py): the principal components of the
+    training images' vectors, then the spread of both score parts on OK images the model was not
+    fitted on — the held-out ones, or else the training images (peaks as they are, whole-image
+    errors each from a fit without it)."""
+    whole, hw = model.whole, (cfg.input_size, cfg.input_size)
+    vecs, peaks = [], []
+    for f in batches(0):
+        f = f.to(device).float()
+        vecs.append(whole.vectors(f).cpu())
+        peaks.append(model.judge(f, hw)[2].cpu())
+    vectors = torch.cat(vecs)  # (N, D)
+    pick = torch.randperm(len(vectors), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
+    whole.fit(vectors[pick], cfg.whole_variance)
+    if len(calibration) >= MIN_CALIBRATION:
+        cal_peaks, cal_errors = [], []
+        for _, x in iterate(make_loader(calibration, cfg, train=False, shuffle=False)):
+            f = model.features(x.to(device))
+            cal_peaks.append(model.judge(f, hw)[2].cpu())
+            cal_errors.append(whole(f).cpu())
+        whole.calibrate(torch.cat(cal_peaks), torch.cat(cal_errors))
+        source = f"{len(calibration)} held-out OK images"
+    else:
+        whole.calibrate(torch.cat(peaks), whole.cross_errors(vectors[pick], cfg.whole_variance))
+        source = f"{len(pick)} training images (cross-fitted)"
+    log.info("DFR whole-image term: d=%d of %d, calibrated on %s", whole.basis.shape[1], whole.basis.shape[0], source)
+    return {"whole_dim": int(whole.basis.shape[1]), "whole_calibration": source,
+            "whole_calib_mean": whole.calib_mean.tolist(), "whole_calib_std": whole.calib_std.tolist()}
+
+
 def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress,
-               roi: np.ndarray | None, eval_images: int = 0) -> tuple:
+               roi: np.ndarray | None, eval_images: int = 0, calibration: Sequence[Path] = ()) -> tuple:
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
@@ -232,20 +268,23 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 clock.tick(x.shape[0] / 2, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
 
         model.normaliser.fit(errors, n)
+        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, list(calibration), device)
     finally:
         if cache is not None:
             cache.delete()
     info = {"latent_dim": d, "pca_latent_dim": pca_d, "channels": c, "stage_channels": feats.channels,
             "weights_sha256": feats.weights_sha256, "weights_source": feats.weights_source,
             "norm_mean": feats.mean.flatten().tolist(), "norm_std": feats.std.flatten().tolist(),
-            "feature_cache": cache is not None}
+            "feature_cache": cache is not None} | whole
     return model, history, info
 
 
 def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: Path,
-          progress: Progress = None, roi: np.ndarray | None = None, eval_images: int = 0) -> TrainResult:
+          progress: Progress = None, roi: np.ndarray | None = None, eval_images: int = 0,
+          calibration: Sequence[Path] = ()) -> TrainResult:
     """Train on OK images, write run_dir/checkpoint.pt, return what happened. `eval_images`: how
-    many images the evaluation that follows will score (counted in the ETA, not in the fraction)."""
+    many images the evaluation that follows will score (counted in the ETA, not in the fraction);
+    `calibration`: held-out OK images (never trained on) that weigh the parts of DFR's score."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +296,8 @@ def train(config: AEConfig | DFRConfig, train_images: Sequence[Path], run_dir: P
     if config.model == "ae":
         model, history, info = _train_ae(config, paths, device, progress, roi, eval_images)
     else:
-        model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi, eval_images)
+        model, history, info = _train_dfr(config, paths, run_dir, device, progress, roi, eval_images,
+                                          [Path(p) for p in calibration])
     seconds = time.perf_counter() - t0
     info = {
         **info,

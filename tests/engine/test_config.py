@@ -126,8 +126,11 @@ def test_importing_config_does_not_import_torch() -> None:
 
 def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
     dfr = config_to_dict(PRESETS["dfr"].config)
-    assert score_rule(dfr) == "Image score: largest value of the heatmap."  # the stages' mean, both
-    fine = dfr | {"score_combine": "max"}  # auto's fine-detail candidate: the most unusual stage
+    assert score_rule(dfr).startswith("Image score: the largest value of the heatmap plus how unusual the image "
+                                      "is as a whole")  # the whole-image term
+    local = dfr | {"whole_grid": 0}
+    assert score_rule(local) == "Image score: largest value of the heatmap."  # the stages' mean, both
+    fine = local | {"score_combine": "max"}  # the most unusual stage
     assert "combined by their max" in score_rule(fine) and "its peak is not the score" in score_rule(fine)
     literal = config_to_dict(PRESETS["dfr-128"].config)
     assert score_rule(literal) == "Image score: largest value of the heatmap."

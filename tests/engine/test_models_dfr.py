@@ -246,3 +246,48 @@ def test_checkpoints_of_the_earlier_layouts_still_load(lite0_random) -> None:
     new.load_state_dict(before_stage_norm, strict=True)
     assert new.normaliser.pos_mean.shape == (1, 8, 8) and float(new.normaliser.pos_mean.mean()) == 0.5
     assert float(new.normaliser.pos_std.min()) == 1 and bool(torch.isinf(new.normaliser.median_cap).all())
+
+
+def test_whole_image_term_reconstructs_ok_layouts_and_flags_others() -> None:
+    from engine.models.dfr.whole import WholeImage
+
+    torch.manual_seed(0)
+    term = WholeImage(channels=3, map_size=8, grid=4)
+    basis = torch.randn(2, 3 * 16)  # OK images: two patterns mixed, nothing else
+    ok = (torch.randn(40, 2) @ basis).view(40, 3, 4, 4).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    vectors = term.vectors(ok)  # (40, 48): each image pooled to the 4x4 grid
+    term.fit(vectors, 0.999)
+    assert term.basis.shape == (48, 2)  # two components keep all of the variance
+    assert float(term(ok).max()) < 1e-8
+    odd = ok[:1].clone()
+    odd[:, :, :4, :4] += 1.0  # one quadrant off the OK layout
+    assert float(term(odd)) > 1e-3
+    # without held-out images, each training image's error comes from a fit without it: a part
+    # the other folds cannot explain (here: a third pattern only one image has) scores high
+    one_off = vectors.clone()
+    one_off[0] += 5 * torch.randn(48)
+    cross = term.cross_errors(one_off, 0.999)
+    assert cross.shape == (40,) and float(cross[0]) > 100 * float(cross[1:].max())
+    term.calibrate(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 3.0]))
+    assert torch.allclose(term.fuse(torch.tensor([2.0]), torch.tensor([1.0])), torch.tensor([0.0]))
+
+
+def test_the_whole_image_error_joins_the_score_not_the_heatmap(lite0_random) -> None:
+    m = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, whole_grid=4)
+    f_ok = m.features(torch.rand(12, 3, 8, 8))
+    m.whole.fit(m.whole.vectors(f_ok), 0.9)
+    m.whole.calibrate(torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2e-3]))
+    x = torch.rand(2, 3, 8, 8)
+    pred = m(x)
+    amap, _, peak = m.judge(m.features(x), (8, 8))
+    assert torch.allclose(pred.anomaly_map, amap) and pred.score_map is None
+    whole = m.whole(m.features(x))
+    assert torch.allclose(pred.score, (peak - 1.0) / m.whole.calib_std[0] + (whole - 1e-3) / m.whole.calib_std[1])
+    again = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, whole_grid=4)
+    again.load_state_dict(m.state_dict(), strict=True)  # the basis' width comes from the checkpoint
+    assert again.whole.basis.shape == m.whole.basis.shape and torch.equal(again(x).score, pred.score)
+    roi = torch.zeros(8, 8, dtype=torch.bool)
+    roi[:, :4] = True
+    m.set_roi(roi)  # outside the ROI nothing counts, not in the whole-image vector either
+    v = m.whole.vectors(m.features(x)).view(2, -1, 4, 4)
+    assert float(v[..., 2:].abs().sum()) == 0.0 and float(v[..., :2].abs().sum()) > 0

@@ -11,6 +11,7 @@ from engine.config import DFRConfig
 from engine.models.base import AnomalyModel, Prediction
 from engine.models.dfr.features import StageFeatures
 from engine.models.dfr.normaliser import ErrorNormaliser
+from engine.models.dfr.whole import WholeImage
 from engine.models.dfr.pca import FeatureStats
 
 
@@ -50,21 +51,28 @@ class DFR(AnomalyModel):
         groups = features.channels if cfg.stage_norm else [c]
         self.normaliser = ErrorNormaliser(groups, features.map_size, residual_norm=cfg.residual_norm,
                                           position_norm=cfg.position_norm, image_median=cfg.image_median)
+        # The whole image's reconstruction error, the score's second half (None: the peak alone).
+        self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
         self.register_buffer("score_index", None, persistent=False)  # pixels the score looks at
         self.on_roi_change()
 
     def forward(self, x: torch.Tensor) -> Prediction:
         with torch.no_grad():
             f = self.features(x)  # (B, C, m, m) frozen stage features
-            maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
-            out_hw = (x.shape[-2], x.shape[-1])
-            amap = self.upsample(combine(maps, self.cfg.stage_combine), out_hw)  # (B, H, W) the heatmap
-            if self.cfg.score_combine in ("map", self.cfg.stage_combine) or maps.shape[1] == 1:
-                score_map = amap  # one group: its max and its mean are the same map
-            else:  # e.g. heatmap = mean of the stages, score = the most unusual stage
-                score_map = self.upsample(combine(maps, self.cfg.score_combine), out_hw)
-            return Prediction(score=self.score(score_map), anomaly_map=amap,
-                              score_map=None if score_map is amap else score_map)
+            amap, score_map, peak = self.judge(f, (x.shape[-2], x.shape[-1]))
+            score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f))
+            return Prediction(score=score, anomaly_map=amap, score_map=score_map)
+
+    def judge(self, f: torch.Tensor, out_hw: tuple[int, int]) -> tuple:
+        """Stage features (B, C, m, m) -> heatmap (B, H, W), the map the peak is taken from when
+        it is another one (else None), and that peak (B,)."""
+        maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
+        amap = self.upsample(combine(maps, self.cfg.stage_combine), out_hw)  # (B, H, W) the heatmap
+        if self.cfg.score_combine in ("map", self.cfg.stage_combine) or maps.shape[1] == 1:
+            return amap, None, self.score(amap)  # one group: its max and its mean are the same map
+        # e.g. heatmap = mean of the stages, score = the most unusual stage
+        score_map = self.upsample(combine(maps, self.cfg.score_combine), out_hw)
+        return amap, score_map, self.score(score_map)
 
     def standardise(self, f: torch.Tensor) -> torch.Tensor:
         """Stage features (B, C, m, m) -> what the autoencoder sees."""
@@ -113,6 +121,8 @@ class DFR(AnomalyModel):
             m = self.features.map_size
             inside = F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (m, m))[0, 0].numpy() >= 0.5
         self.normaliser.set_region(inside)
+        if self.whole is not None:
+            self.whole.set_region(None if inside is None else torch.from_numpy(inside))
 
     LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
 
@@ -122,6 +132,8 @@ class DFR(AnomalyModel):
         for name in self.LEGACY:
             if prefix + name in state_dict:
                 state_dict[prefix + "normaliser." + name] = state_dict.pop(prefix + name)
+        if self.whole is not None:
+            self.whole.resize_for(state_dict, prefix + "whole.")
         for name in ("feat_mean", "feat_std"):
             if prefix + name not in state_dict:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()
