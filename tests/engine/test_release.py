@@ -29,6 +29,9 @@ def _model(kind: str) -> torch.nn.Module:
     for name in ("pos_mean", "pos_std", "median_cap"):
         buf = getattr(model.normaliser, name)
         buf.copy_(torch.rand_like(buf) + 0.5)
+    with torch.no_grad():  # the whole-image term fitted on a few random images
+        model.whole.fit(model.whole.vectors(model.features(torch.rand(10, 3, 64, 64))), 0.9)
+        model.whole.calibrate(torch.rand(10) + 1, torch.rand(10) * model.whole(model.features(torch.rand(1, 3, 64, 64))))
     return model
 
 
@@ -66,7 +69,10 @@ def test_the_exportable_dfr_computes_what_the_method_says() -> None:
         z = z - torch.minimum(med, norm.median_cap)[..., None, None]
         up = lambda m: torch.nn.functional.interpolate(m[:, None], size=(64, 64), mode="bilinear")[:, 0] * roi  # noqa: E731
     assert torch.allclose(pred.anomaly_map, up(z.mean(1)), atol=1e-5)
-    assert torch.allclose(pred.score, up(z.amax(1)).flatten(1)[:, roi.flatten()].amax(1), atol=1e-5)
+    peak = up(z.amax(1)).flatten(1)[:, roi.flatten()].amax(1)
+    with torch.no_grad():
+        whole = model.whole(model.features(x) * inside.float())  # the ROI's cells only
+    assert torch.allclose(pred.score, model.whole.fuse(peak, whole), atol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["dfr", "ae"])
