@@ -94,7 +94,8 @@ def detail_images(data: EvalData, i: int, *, alpha: float, mask_path: str | None
     The score is the peak of one map: the heatmap, or (DFR with score_combine=max, auto's
     fine-detail candidate: heatmap = mean of the stages, score = the most unusual stage) a
     separate score map shown beside it. That map carries a ring at its maximum, so a rejected
-    part with a calm heatmap still shows why."""
+    part with a calm heatmap still shows why. With DFR's whole-image term (the `dfr` default) the
+    peak is the score's local part; the other part has no map (the score rule says so)."""
     img, err = _display_image(data.paths[i], data.sha256[i])
     if img is None:
         return {"Original": err or "unreadable"}
@@ -159,7 +160,8 @@ def detail_ui(data: EvalData, i: int, *, mask_path: str | None, pixel_threshold:
     srng = data.score_map_range
     show_panels(panels, {
         "Heatmap": f"colour scale {vmin:.3g} (dark blue) – {vmax:.3g} (red), same for all images"
-                   + ("" if SCORE_MAP in panels else "; ring: the peak that gave the score"),
+                   + ("" if SCORE_MAP in panels else "; ring: its peak (the score, or the score's local part "
+                                                      "when the whole image counts too: see the score rule)"),
         SCORE_MAP: "the map the image score was taken from (see the score rule above); ring: its maximum, "
                    f"the score {data.scores[i]:.4g}" + (f" (scale {srng[0]:.3g} – {srng[1]:.3g})" if srng else ""),
         "Ground truth": "red: annotated defect", "Predicted mask": "cyan: pixels ≥ pixel threshold",
