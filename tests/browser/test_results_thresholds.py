@@ -69,8 +69,11 @@ def _tall(page: Any, name: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
-def _roc_point(page: Any, n: int) -> tuple[int, float, float]:
-    """The ROC marker farthest from its neighbours (a click cannot hit another): (index, x, y)."""
+def _roc_point(page: Any, roc: dict, current: float) -> tuple[int, float, float]:
+    """The ROC marker farthest from its neighbours (a click cannot hit another), off the plot's
+    edges (an axis or the legend can take the click) and not the current threshold (clicking it
+    changes nothing): (index, x, y)."""
+    n = len(roc["thresholds"])
     plot = page.locator(".js-plotly-plot", has=page.get_by_text(ROC_TITLE))
     plot.scroll_into_view_if_needed()
     points = plot.locator(".scatterlayer .trace").first.locator("path.point")
@@ -82,7 +85,10 @@ def _roc_point(page: Any, n: int) -> tuple[int, float, float]:
         centres.append((b["x"] + b["width"] / 2, b["y"] + b["height"] / 2))
     c = np.array(centres)
     gaps = [min((np.hypot(*(c[i] - c[j])) for j in range(n) if j != i), default=99.0) for i in range(n)]
-    k = int(np.argmax(gaps[1:-1])) + 1 if n > 2 else 0  # an inner point: not the current one
+    inner = [i for i in range(n) if 0 < roc["tpr"][i] < 1 and 0 < roc["fpr"][i] < 1
+             and not math.isclose(roc["thresholds"][i], current, rel_tol=1e-5)]
+    assert inner, roc  # the fixture's evaluation has a point to click
+    k = max(inner, key=lambda i: gaps[i])
     return k, float(c[k][0]), float(c[k][1])
 
 
@@ -92,7 +98,8 @@ def test_click_roc_point_save_and_see_it(app_page: Any, app_server: AppServer) -
     roc = roc_points(y, s)
     _open(page, app_server, f"thresholds?run={run}")
     assert_no_exception(page)
-    k, x, yy = _roc_point(page, len(roc["thresholds"]))
+    current = json.loads(cli("runs", str(run), "--json", home=app_server.home).stdout)["threshold"]["image"]
+    k, x, yy = _roc_point(page, roc, current)
     expected = roc["thresholds"][k]
     run_and_wait(page, lambda: page.mouse.click(x, yy))
     assert_no_exception(page)

@@ -268,6 +268,7 @@ def test_whole_image_term_reconstructs_ok_layouts_and_flags_others() -> None:
     one_off[0] += 5 * torch.randn(48)
     cross = term.cross_errors(one_off, 0.999)
     assert cross.shape == (40,) and float(cross[0]) > 100 * float(cross[1:].max())
+    assert term.cross_errors(vectors[:1], 0.999).shape == (1,)  # one training image: nothing to leave out
     term.calibrate(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 3.0]))
     assert torch.allclose(term.fuse(torch.tensor([2.0]), torch.tensor([1.0])), torch.tensor([0.0]))
 

@@ -69,6 +69,8 @@ class WholeImage(nn.Module):
         """Each training image's error under a fit without its fold (N,): what an unseen OK image
         scores, where the error under the fit on all of them would be too small."""
         n = vectors.shape[0]
+        if n < 2:  # nothing to leave out: the fit on all of them
+            return self.error(vectors.to(self.mean), self.mean, self.basis)
         fold = torch.arange(n) % CROSS_FOLDS
         out = torch.empty(n)
         for k in range(min(CROSS_FOLDS, n)):
