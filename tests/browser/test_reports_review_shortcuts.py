@@ -121,6 +121,7 @@ def test_annotate_keys_step_images_and_pick_tools(app_page: Any, app_server: App
     counter = page.get_by_text(re.compile(r"^\d+ / \d+$"))
     total = int(counter.inner_text().split("/")[1])
     assert counter.inner_text().startswith("1 /") and total > 1
+    wait_for_app(page)  # the page's shortcuts are bound once its script has run to the end
     run_and_wait(page, lambda: page.keyboard.press("f"))
     assert_no_exception(page)
     expect(page.get_by_text(f"2 / {total}", exact=True)).to_be_visible(timeout=30_000)
