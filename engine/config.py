@@ -368,15 +368,11 @@ def score_rule(stored: dict[str, Any]) -> str:
         return f"Image score: mean of the {cfg.topk(cfg.input_size, cfg.input_size)} largest pixel errors of " \
                "the heatmap."
     peak = "largest value" if cfg.score == "max" else f"mean of the top {100 * cfg.topk_ratio:.3g} %"
-    if cfg.stage_norm and cfg.score_combine not in ("map", cfg.stage_combine):
-        rule = (f"{peak} of the stages' z-scores combined by their {cfg.score_combine}; the heatmap shows them "
-                f"combined by their {cfg.stage_combine}")
-    else:
-        rule = f"{peak} of the heatmap"
+    separate = cfg.stage_norm and cfg.score_combine not in ("map", cfg.stage_combine)
+    rule = (f"{peak} of the stages' z-scores combined by their {cfg.score_combine}; the heatmap shows them "
+            f"combined by their {cfg.stage_combine}") if separate else f"{peak} of the heatmap"
     if cfg.whole_grid:
         return (f"Image score: the {rule} plus how unusual the image is as a whole (its features reconstructed "
                 "as one vector), each as a z-score against held-out OK parts: a part unusual as a whole scores "
                 "high with a quiet heatmap.")
-    if rule.startswith(peak + " of the stages"):
-        return f"Image score: {rule}, so its peak is not the score."
-    return f"Image score: {rule}."
+    return f"Image score: {rule}, so its peak is not the score." if separate else f"Image score: {rule}."

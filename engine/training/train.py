@@ -191,23 +191,25 @@ WHOLE_FIT_IMAGES = 2000  # the whole-image PCA is fitted on at most this many tr
 
 @torch.no_grad()
 def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
-               calibration: list[Path], device: torch.device) -> dict:
+               calibration: Sequence[Path], device: torch.device) -> dict:
     """DFR's whole-image term (engine/models/dfr/whole.py): the principal components of the
     training images' vectors, then the spread of both score parts on OK images the model was not
     fitted on — the held-out ones, or else the training images (peaks as they are, whole-image
     errors each from a fit without it)."""
     whole, hw = model.whole, (cfg.input_size, cfg.input_size)
+    held_out = len(calibration) >= MIN_CALIBRATION
     vecs, peaks = [], []
     for f in batches(0):
         f = f.to(device).float()
         vecs.append(whole.vectors(f).cpu())
-        peaks.append(model.judge(f, hw)[2].cpu())
+        if not held_out:
+            peaks.append(model.judge(f, hw)[2].cpu())
     vectors = torch.cat(vecs)  # (N, D)
     pick = torch.randperm(len(vectors), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
     whole.fit(vectors[pick], cfg.whole_variance)
-    if len(calibration) >= MIN_CALIBRATION:
+    if held_out:
         cal_peaks, cal_errors = [], []
-        for _, x in iterate(make_loader(calibration, cfg, train=False, shuffle=False)):
+        for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
             f = model.features(x.to(device))
             cal_peaks.append(model.judge(f, hw)[2].cpu())
             cal_errors.append(whole(f).cpu())
@@ -268,7 +270,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 clock.tick(x.shape[0] / 2, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
 
         model.normaliser.fit(errors, n)
-        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, list(calibration), device)
+        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device)
     finally:
         if cache is not None:
             cache.delete()

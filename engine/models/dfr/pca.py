@@ -43,6 +43,11 @@ class FeatureStats:
         if standardised:  # PCA of the standardised features = of the correlation matrix
             s = cov.diagonal().clamp_min(1e-12).sqrt()
             cov = cov / torch.outer(s, s)
-        eig = torch.linalg.eigvalsh(cov).flip(0).clamp_min(0)  # descending
-        ratio = eig.cumsum(0) / eig.sum().clamp_min(1e-30)
-        return int(torch.searchsorted(ratio, torch.tensor(variance - 1e-12, dtype=ratio.dtype)).item()) + 1
+        return kept_components(torch.linalg.eigvalsh(cov).flip(0), variance)
+
+
+def kept_components(eigenvalues: torch.Tensor, variance: float) -> int:
+    """Smallest number of the leading (descending) eigenvalues that keep `variance` of their sum."""
+    eig = eigenvalues.clamp_min(0)
+    ratio = eig.cumsum(0) / eig.sum().clamp_min(1e-30)
+    return int(torch.searchsorted(ratio, torch.tensor(variance - 1e-12, dtype=ratio.dtype)).item()) + 1

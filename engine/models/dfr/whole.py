@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.models.dfr.pca import kept_components
+
 CROSS_FOLDS = 5  # without held-out OK images, the error of each training image comes from the other folds' fit
 
 
@@ -23,8 +25,7 @@ def principal_basis(vectors: torch.Tensor, variance: float) -> tuple[torch.Tenso
     v = vectors.double()
     mean = v.mean(dim=0)
     _, s, vt = torch.linalg.svd(v - mean, full_matrices=False)
-    share = (s**2).cumsum(0) / (s**2).sum().clamp_min(1e-30)
-    d = int(torch.searchsorted(share, torch.tensor(variance - 1e-12, dtype=share.dtype)).item()) + 1
+    d = kept_components(s**2, variance)  # squared singular values: the variances, descending
     return mean.float(), vt[:min(d, vt.shape[0])].T.float().contiguous()
 
 
@@ -46,7 +47,9 @@ class WholeImage(nn.Module):
         """(B, C, m, m) -> (B, D): each image's features pooled to the grid, outside the ROI zero."""
         return F.avg_pool2d(f * self.inside, self.kernel).flatten(1)
 
-    def error(self, v: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def error(v: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Vectors (B, D) -> mean squared error of their reconstruction through `basis` (B,)."""
         c = v - mean
         r = c - (c @ basis) @ basis.T
         return (r * r).mean(dim=1)  # (B,)
@@ -67,7 +70,7 @@ class WholeImage(nn.Module):
     @torch.no_grad()
     def cross_errors(self, vectors: torch.Tensor, variance: float) -> torch.Tensor:
         """Each training image's error under a fit without its fold (N,): what an unseen OK image
-        scores, where the error under the fit on all of them would be too small."""
+        scores, where the error under the fit on all of them would be too small. Vectors on the CPU."""
         n = vectors.shape[0]
         if n < 2:  # nothing to leave out: the fit on all of them
             return self.error(vectors.to(self.mean), self.mean, self.basis)
@@ -75,8 +78,8 @@ class WholeImage(nn.Module):
         out = torch.empty(n)
         for k in range(min(CROSS_FOLDS, n)):
             held = fold == k
-            mean, basis = principal_basis(vectors[~held].cpu(), variance)
-            out[held] = self.error(vectors[held].cpu().float(), mean, basis)
+            mean, basis = principal_basis(vectors[~held], variance)
+            out[held] = self.error(vectors[held].float(), mean, basis)
         return out
 
     @torch.no_grad()
