@@ -189,6 +189,50 @@ MIN_CALIBRATION = 4  # fewer held-out OK images give no spread: the training ima
 WHOLE_FIT_IMAGES = 2000  # the whole-image PCA is fitted on at most this many training images
 
 
+NEAREST_CALIBRATION_IMAGES = 200  # without held-out images: training images whose distances calibrate
+
+
+@torch.no_grad()
+def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]], n: int,
+                 calibration: Sequence[Path], device: torch.device) -> dict:
+    """DFR's nearest-OK-feature term (engine/models/dfr/nearest.py): the memory from the training
+    images, then both heatmap terms' spread on OK images the model was not fitted on — the held-out
+    ones, or else the first training images, each without the memory rows it gave."""
+    nearest = model.nearest
+    held_out = len(calibration) >= MIN_CALIBRATION
+    own: list[tuple[torch.Tensor, torch.Tensor]] = []  # (cells, reconstruction map) of training images
+
+    def cells() -> Iterator[torch.Tensor]:
+        for f in batches(0):
+            f = f.to(device).float()
+            c = nearest.cells(f)
+            if not held_out and sum(len(x) for x, _ in own) < NEAREST_CALIBRATION_IMAGES:
+                own.append((c, model.reconstruction_map(f)))
+            yield c
+
+    nearest.fit(cells(), n, cfg.nearest_size, cfg.seed)
+    if held_out:
+        recon, dist = [], []
+        for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
+            f = model.features(x.to(device))
+            recon.append(model.reconstruction_map(f).cpu())
+            dist.append(nearest(f).cpu())
+        source = f"{len(calibration)} held-out OK images"
+    else:  # each training image's distance without its own memory rows (with one image: with them)
+        recon, dist, start = [], [], 0
+        for c, r in own:
+            ids = torch.arange(start, start + len(c), device=device)
+            recon.append(r.cpu())
+            dist.append(nearest.distances(c, ids if n > 1 else None).cpu())
+            start += len(c)
+        source = f"{start} training images (without their own memory rows)"
+    nearest.calibrate(torch.cat(recon), torch.cat(dist))
+    nearest.owner = None
+    log.info("DFR nearest-feature term: %d OK vectors, calibrated on %s", len(nearest.memory), source)
+    return {"nearest_memory": len(nearest.memory), "nearest_calibration": source,
+            "nearest_calib_mean": nearest.calib_mean.tolist(), "nearest_calib_std": nearest.calib_std.tolist()}
+
+
 @torch.no_grad()
 def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
                calibration: Sequence[Path], device: torch.device) -> dict:
@@ -270,6 +314,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 clock.tick(x.shape[0] / 2, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
 
         model.normaliser.fit(errors, n)
+        nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device)
         whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device)
     finally:
         if cache is not None:
@@ -277,7 +322,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     info = {"latent_dim": d, "pca_latent_dim": pca_d, "channels": c, "stage_channels": feats.channels,
             "weights_sha256": feats.weights_sha256, "weights_source": feats.weights_source,
             "norm_mean": feats.mean.flatten().tolist(), "norm_std": feats.std.flatten().tolist(),
-            "feature_cache": cache is not None} | whole
+            "feature_cache": cache is not None} | nearest | whole
     return model, history, info
 
 

@@ -93,6 +93,8 @@ def test_overrides_are_parsed_by_field_type() -> None:
     ("dfr", None, {"score": "mean"}, "score"),
     ("ae", None, {"input_size": "100"}, "divisible by 16"),
     ("dfr", None, {"map_size": "0"}, "map_size"),
+    ("dfr", None, {"map_size": "40"}, "nearest_grid must divide map_size 40"),  # 16 cells of 2.5 positions
+    ("dfr", None, {"nearest_weight": "0"}, "nearest_weight"),
     ("ae", "dfr", None, "belongs to model"),
     ("dfr", "ae-512", None, "belongs to model"),
     ("cnn", None, None, "unknown model"),
@@ -126,9 +128,10 @@ def test_importing_config_does_not_import_torch() -> None:
 
 def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
     dfr = config_to_dict(PRESETS["dfr"].config)
-    assert score_rule(dfr).startswith("Image score: the largest value of the heatmap plus how unusual the image "
-                                      "is as a whole")  # the whole-image term
-    local = dfr | {"whole_grid": 0}
+    assert score_rule(dfr).startswith("Heatmap: the reconstruction error plus the distance to the nearest feature "
+                                      "of an OK part")  # the nearest-feature term
+    assert "Image score: the largest value of the heatmap plus how unusual the image is as a whole" in score_rule(dfr)
+    local = dfr | {"whole_grid": 0, "nearest_size": 0}
     assert score_rule(local) == "Image score: largest value of the heatmap."  # the stages' mean, both
     fine = local | {"score_combine": "max"}  # the most unusual stage
     assert "combined by their max" in score_rule(fine) and "its peak is not the score" in score_rule(fine)

@@ -292,3 +292,54 @@ def test_the_whole_image_error_joins_the_score_not_the_heatmap(lite0_random) -> 
     m.set_roi(roi)  # outside the ROI nothing counts, not in the whole-image vector either
     v = m.whole.vectors(m.features(x)).view(2, -1, 4, 4)
     assert float(v[..., 2:].abs().sum()) == 0.0 and float(v[..., :2].abs().sum()) > 0
+
+
+def test_nearest_ok_feature_flags_a_new_combination_the_memory_never_held() -> None:
+    from engine.models.dfr.nearest import NearestOK
+
+    torch.manual_seed(0)
+    term = NearestOK(channels=2, map_size=8, grid=4, weight=2.0)
+    # OK parts: every cell is one of two features, (1, 0) or (0, 1); never both at once
+    pick = torch.randint(0, 2, (6, 1, 4, 4)).float()
+    ok = torch.cat([pick, 1 - pick], 1).repeat_interleave(2, -1).repeat_interleave(2, -2)  # (6, 2, 8, 8)
+    term.fit(iter([term.cells(ok[:3]), term.cells(ok[3:])]), n=6, size=60, seed=0)
+    assert term.memory.shape == (60, 2) and term.owner.tolist() == [i // 10 for i in range(60)]
+    assert float(term(ok).max()) < 1e-3  # every OK cell is in the memory
+    odd = ok[:1].clone()
+    odd[:, :, :2, :2] = 1.0  # one cell (2x2 positions) both at once: each half seen, the pair never
+    dist = term(odd)
+    assert dist.shape == (1, 8, 8) and float(dist[0, 0, 0]) > 0.9 and float(dist[0, 7, 7]) < 1e-3
+    # a training image's own rows left out: its distance as an unseen image's (here the other
+    # images hold the same two features, so it stays near zero; with only its own rows, inf)
+    assert float(term.distances(term.cells(ok[:1]), torch.tensor([0])).max()) < 1e-3
+    term.calibrate(torch.full((4, 8, 8), 3.0) + torch.randn(4, 8, 8), torch.rand(4, 8, 8))
+    z = term.fuse(torch.full((1, 8, 8), float(term.calib_mean[0])), torch.full((1, 8, 8), float(term.calib_mean[1])))
+    assert float(z.abs().max()) < 1e-5  # both terms at their OK mean: zero
+    one = term.fuse(torch.full((1, 8, 8), float(term.calib_mean[0])),
+                    torch.full((1, 8, 8), float(term.calib_mean[1] + term.calib_std[1])))
+    assert torch.allclose(one, torch.full_like(one, 2.0))  # one std further from any OK feature: the weight
+    term.calibrate(torch.zeros(1, 8, 8), torch.zeros(1, 8, 8))  # one image, no spread: unscaled, not blown up
+    assert term.calib_std.tolist() == [1.0, 1.0]
+
+
+def test_the_nearest_feature_term_joins_the_heatmap_and_round_trips(lite0_random) -> None:
+    m = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, nearest_size=40, nearest_grid=4)
+    f_ok = m.features(torch.rand(10, 3, 8, 8))
+    m.nearest.fit(iter([m.nearest.cells(f_ok)]), n=10, size=40, seed=0)
+    m.nearest.calibrate(m.reconstruction_map(f_ok), m.nearest(f_ok))
+    x = torch.rand(2, 3, 8, 8)
+    f = m.features(x)
+    pred = m(x)
+    expect = m.nearest.fuse(m.reconstruction_map(f), m.nearest(f))
+    assert torch.allclose(pred.anomaly_map, expect, atol=1e-5)  # 8x8 map at 8x8 input: no resampling
+    assert torch.allclose(pred.score, expect.flatten(1).amax(1), atol=1e-5)
+    again = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, nearest_size=40, nearest_grid=4)
+    again.load_state_dict(m.state_dict(), strict=True)  # the memory's length comes from the checkpoint
+    assert again.nearest.memory.shape == (40, m.nearest.memory.shape[1]) and torch.equal(again(x).score, pred.score)
+    roi = torch.zeros(8, 8, dtype=torch.bool)
+    roi[:, :4] = True
+    m.set_roi(roi)  # the memory is drawn from the cells inside the ROI only
+    m.nearest.fit(iter([m.nearest.cells(f_ok)]), n=10, size=40, seed=0)
+    cells = m.nearest.cells(f_ok)[:, m.nearest.inside]  # (10, 8, C) the cells inside
+    member = (m.nearest.memory[:, None, None] == cells[None]).all(-1).any(-1).any(-1)
+    assert bool(member.all())

@@ -32,6 +32,9 @@ def _model(kind: str) -> torch.nn.Module:
     with torch.no_grad():  # the whole-image term fitted on a few random images
         model.whole.fit(model.whole.vectors(model.features(torch.rand(10, 3, 64, 64))), 0.9)
         model.whole.calibrate(torch.rand(10) + 1, torch.rand(10) * model.whole(model.features(torch.rand(1, 3, 64, 64))))
+        f_ok = model.features(torch.rand(10, 3, 64, 64))  # the nearest-feature memory, the same way
+        model.nearest.fit(iter([model.nearest.cells(f_ok)]), n=10, size=200, seed=0)
+        model.nearest.calibrate(model.reconstruction_map(f_ok), model.nearest(f_ok))
     return model
 
 
@@ -68,8 +71,9 @@ def test_the_exportable_dfr_computes_what_the_method_says() -> None:
         med = z.flatten(2)[..., inside.flatten()].median(dim=-1).values
         z = z - torch.minimum(med, norm.median_cap)[..., None, None]
         up = lambda m: torch.nn.functional.interpolate(m[:, None], size=(64, 64), mode="bilinear")[:, 0] * roi  # noqa: E731
-    assert torch.allclose(pred.anomaly_map, up(z.mean(1)), atol=1e-5)
-    peak = up(z.amax(1)).flatten(1)[:, roi.flatten()].amax(1)
+        dist = model.nearest(model.features(x))  # (2, 16, 16) distance to the nearest OK cell
+    assert torch.allclose(pred.anomaly_map, up(model.nearest.fuse(z.mean(1), dist)), atol=1e-5)
+    peak = up(model.nearest.fuse(z.amax(1), dist)).flatten(1)[:, roi.flatten()].amax(1)
     with torch.no_grad():
         whole = model.whole(model.features(x) * inside.float())  # the ROI's cells only
     assert torch.allclose(pred.score, model.whole.fuse(peak, whole), atol=1e-4)

@@ -111,6 +111,29 @@ def test_dfr_image_median_cap_is_the_largest_training_median(tmp_path) -> None:
     assert torch.allclose(loaded.normaliser.median_cap, medians.amax(dim=0), atol=2e-3)  # training read float16
 
 
+
+def test_dfr_nearest_term_weighs_both_maps_on_ok_images_it_was_not_fitted_on(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=10)
+    cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", nearest_size="600", nearest_grid="8"))
+    held = train(cfg, paths[:6], tmp_path / "held", calibration=paths[6:])
+    assert held.info["nearest_memory"] == 6 * 64 and held.info["nearest_calibration"] == "4 held-out OK images"
+    model = held.model
+    _, x = next(iter(make_loader(paths[6:], cfg, train=False, batch_size=4)))
+    with torch.no_grad():
+        f = model.features(x)
+        recon, dist = model.reconstruction_map(f), model.nearest(f)
+    assert torch.allclose(model.nearest.calib_mean, torch.stack([recon.mean(), dist.mean()]).float(), atol=1e-4)
+    assert float(dist.min()) > 0  # held-out images: none of their cells is in the memory
+    # without held-out images: the training images, each without the memory rows it gave (its own
+    # cells would be at distance 0 and make every unseen part look far from OK)
+    own = train(cfg, paths[:6], tmp_path / "own")
+    assert own.info["nearest_calibration"] == "6 training images (without their own memory rows)"
+    assert own.info["nearest_calib_mean"][1] > 0.5 * held.info["nearest_calib_mean"][1]
+    _, x = next(iter(make_loader(paths[:6], cfg, train=False, batch_size=6)))
+    with torch.no_grad():
+        closest = float(own.model.nearest(own.model.features(x)).min())
+    assert closest < 0.01 * own.info["nearest_calib_mean"][1]  # with them: some cell at ~0 (float16 cache)
+
 def _children_named(comm: str) -> list[int]:
     """Live child processes of this process with that command name (Linux /proc)."""
     out = []

@@ -10,6 +10,7 @@ from torch import nn
 from engine.config import DFRConfig
 from engine.models.base import AnomalyModel, Prediction
 from engine.models.dfr.features import StageFeatures
+from engine.models.dfr.nearest import NearestOK
 from engine.models.dfr.normaliser import ErrorNormaliser
 from engine.models.dfr.whole import WholeImage
 from engine.models.dfr.pca import FeatureStats
@@ -53,6 +54,9 @@ class DFR(AnomalyModel):
                                           position_norm=cfg.position_norm, image_median=cfg.image_median)
         # The whole image's reconstruction error, the score's second half (None: the peak alone).
         self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
+        # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
+        grid = min(cfg.nearest_grid, features.map_size)
+        self.nearest = NearestOK(c, features.map_size, grid, cfg.nearest_weight) if cfg.nearest_size else None
         self.register_buffer("score_index", None, persistent=False)  # pixels the score looks at
         self.on_roi_change()
 
@@ -67,12 +71,22 @@ class DFR(AnomalyModel):
         """Stage features (B, C, m, m) -> heatmap (B, H, W), the map the peak is taken from when
         it is another one (else None), and that peak (B,)."""
         maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
-        amap = self.upsample(combine(maps, self.cfg.stage_combine), out_hw)  # (B, H, W) the heatmap
+        dist = None if self.nearest is None else self.nearest(f)  # (B, m, m) how far from any OK feature
+
+        def heatmap(how: str) -> torch.Tensor:
+            recon = combine(maps, how)
+            return self.upsample(recon if dist is None else self.nearest.fuse(recon, dist), out_hw)
+
+        amap = heatmap(self.cfg.stage_combine)  # (B, H, W) the heatmap
         if self.cfg.score_combine in ("map", self.cfg.stage_combine) or maps.shape[1] == 1:
             return amap, None, self.score(amap)  # one group: its max and its mean are the same map
-        # e.g. heatmap = mean of the stages, score = the most unusual stage
-        score_map = self.upsample(combine(maps, self.cfg.score_combine), out_hw)
+        score_map = heatmap(self.cfg.score_combine)  # e.g. heatmap = mean of the stages, score = the most unusual stage
         return amap, score_map, self.score(score_map)
+
+    def reconstruction_map(self, f: torch.Tensor) -> torch.Tensor:
+        """Stage features (B, C, m, m) -> the reconstruction errors' map (B, m, m) before the
+        nearest-feature term is added (what `NearestOK.calibrate` weighs)."""
+        return combine(self.normaliser(self.errors(f)), self.cfg.stage_combine)
 
     def standardise(self, f: torch.Tensor) -> torch.Tensor:
         """Stage features (B, C, m, m) -> what the autoencoder sees."""
@@ -121,8 +135,11 @@ class DFR(AnomalyModel):
             m = self.features.map_size
             inside = F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (m, m))[0, 0].numpy() >= 0.5
         self.normaliser.set_region(inside)
+        region = None if inside is None else torch.from_numpy(inside).to(device)
         if self.whole is not None:
-            self.whole.set_region(None if inside is None else torch.from_numpy(inside))
+            self.whole.set_region(region)
+        if self.nearest is not None:
+            self.nearest.set_region(region)
 
     LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
 
@@ -134,6 +151,8 @@ class DFR(AnomalyModel):
                 state_dict[prefix + "normaliser." + name] = state_dict.pop(prefix + name)
         if self.whole is not None:
             self.whole.resize_for(state_dict, prefix + "whole.")
+        if self.nearest is not None:
+            self.nearest.resize_for(state_dict, prefix + "nearest.")
         for name in ("feat_mean", "feat_std"):
             if prefix + name not in state_dict:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()

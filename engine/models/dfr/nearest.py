@@ -1,0 +1,104 @@
+"""DFR's second heatmap term (`nearest_size`): how far each place is from the nearest OK feature.
+
+The autoencoder reconstructs every map position through one bottleneck shared by all positions,
+so a feature that is normal somewhere on the part (label print, juice, background) reconstructs
+well wherever it appears: a defect made of such features — a wrong fill level, a missing or
+displaced component, a large uneven area — leaves the reconstruction error low. Its distance to
+the nearest feature of an OK part stays high wherever the combination itself is new.
+
+The stage features are average-pooled to `grid` × `grid` cells; `size` cell vectors of the OK
+training images form the memory (an even share from each image). The distance map is brought
+back to the map size and added to the reconstruction heatmap, both as z-scores against OK images
+the model was not fitted on (`calibrate`): heatmap = z(reconstruction) + weight · z(distance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NearestOK(nn.Module):
+    """Stage features (B, C, m, m) -> distance of each position to the nearest OK feature (B, m, m)."""
+
+    def __init__(self, channels: int, map_size: int, grid: int, weight: float) -> None:
+        super().__init__()
+        self.kernel, self.map_size, self.weight = map_size // grid, map_size, weight
+        self.cell_count = grid * grid
+        self.register_buffer("memory", torch.zeros(0, channels))  # (M, C) OK cell vectors; M set by `fit`
+        self.register_buffer("calib_mean", torch.zeros(2))  # (reconstruction map, distance map) on OK images
+        self.register_buffer("calib_std", torch.ones(2))
+        # The ROI at grid size (g*g,) bool; set from the checkpoint's ROI, not stored.
+        self.register_buffer("inside", None, persistent=False)
+        self.region: torch.Tensor | None = None  # (m, m) bool, the same at map size
+        self.owner: torch.Tensor | None = None  # (M,) training image of each memory row, while training
+
+    def cells(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, C, m, m) -> (B, g*g, C): the features of each grid cell."""
+        return F.avg_pool2d(f.float(), self.kernel).flatten(2).transpose(1, 2)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, C, m, m) -> (B, m, m)."""
+        return self.distances(self.cells(f))
+
+    def distances(self, c: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Cell vectors (B, P, C) -> distance map (B, m, m). `skip` (B,): the memory rows an image
+        gave (`fit`'s image index) are left out — a training image's distance as an unseen one's."""
+        mem = self.memory.to(c.dtype)
+        d2 = (c * c).sum(-1, keepdim=True) - 2 * c @ mem.T + (mem * mem).sum(-1)  # (B, P, M)
+        if skip is not None:
+            d2 = d2.masked_fill(self.owner[None, None, :] == skip[:, None, None], float("inf"))
+        g = self.map_size // self.kernel
+        dist = d2.amin(dim=-1).clamp_min(0).sqrt().view(-1, 1, g, g)
+        if self.kernel == 1:
+            return dist[:, 0]
+        return F.interpolate(dist, size=(self.map_size, self.map_size), mode="bilinear", align_corners=False)[:, 0]
+
+    def fuse(self, recon: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """The heatmap (B, m, m): reconstruction map and distance map as z-scores, weighted, added."""
+        z_recon = (recon - self.calib_mean[0]) / self.calib_std[0]
+        return z_recon + self.weight * (dist - self.calib_mean[1]) / self.calib_std[1]
+
+    @torch.no_grad()
+    def fit(self, cells: Iterable[torch.Tensor], n: int, size: int, seed: int) -> None:
+        """The memory from the n OK training images' cell vectors (batches (B, P, C)): an even share
+        of `size` cells per image, drawn at random among the cells inside the ROI. Remembers which
+        image each row came from (`owner`: its place in the batches) for `distances(skip=...)`."""
+        allowed = torch.arange(self.cell_count) if self.inside is None else torch.nonzero(self.inside.cpu()).flatten()
+        per = max(1, min(len(allowed), size // max(n, 1)))
+        gen = torch.Generator().manual_seed(seed)
+        rows = []
+        for c in cells:
+            pick = torch.stack([allowed[torch.randperm(len(allowed), generator=gen)[:per]] for _ in range(len(c))])
+            rows.append(c.cpu().float().gather(1, pick[..., None].expand(-1, -1, c.shape[-1])).flatten(0, 1))
+        self.memory = torch.cat(rows).contiguous().to(self.calib_mean.device)  # (N * per, C)
+        self.owner = torch.arange(len(self.memory), device=self.memory.device) // per
+
+    @torch.no_grad()
+    def calibrate(self, recon: torch.Tensor, dist: torch.Tensor) -> None:
+        """Both maps' mean and std over the positions inside the ROI of OK images ((N, m, m) each)."""
+        for i, maps in enumerate((recon.double(), dist.double())):
+            values = maps.flatten() if self.region is None else maps[:, self.region.to(maps.device)]
+            self.calib_mean[i] = values.mean()
+            std = values.std() if values.numel() > 1 else values.new_tensor(0.0)
+            self.calib_std[i] = std if std > 1e-9 else 1.0  # no spread (one OK image): unscaled
+
+    def set_region(self, inside: torch.Tensor | None) -> None:
+        """(m, m) bool of the map positions inside the ROI (None: all): the memory is drawn from grid
+        cells mostly inside it, the calibration looks at positions inside it."""
+        self.region = inside
+        if inside is None:
+            self.inside = None
+            return
+        g = self.map_size // self.kernel
+        share = F.adaptive_avg_pool2d(inside.float()[None, None], (g, g)).flatten()
+        self.inside = share >= 0.5 if bool((share >= 0.5).any()) else None
+
+    def resize_for(self, state_dict: dict, prefix: str) -> None:
+        """A checkpoint's memory has its own number of rows: take its shape before loading."""
+        memory = state_dict.get(prefix + "memory")
+        if memory is not None:
+            self.memory = torch.zeros_like(memory, device=self.calib_mean.device)
