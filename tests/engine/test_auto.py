@@ -67,6 +67,20 @@ def test_judge_prefers_a_model_that_sees_the_defects() -> None:
     assert good["image_auroc"] > 0.7 and good["pixel_auroc"] > 0.6 and good["score"] > blind["score"] + 0.15
 
 
+def test_auto_keeps_the_default_unless_another_candidate_beats_it_on_image_and_pixel_auroc() -> None:
+    def row(name: str, img: float, px: float) -> dict:
+        return {"candidate": name, "image_auroc": img, "pixel_auroc": px, "score": (img + px) / 2}
+
+    default = row("default", 0.97, 0.93)
+    # the fabric's case: fine-detail ahead on the mean (pixel) but behind on the image: default kept
+    assert auto.pick([default, row("fine-detail", 0.966, 0.95), row("no-image-median", 0.97, 0.92)]) is default
+    both = row("fine-detail", 0.98, 0.94)
+    more = row("no-image-median", 0.975, 0.96)  # also ahead on both, and on the mean
+    assert auto.pick([default, both, more]) is more
+    assert auto.pick([default, both, row("no-image-median", 0.99, float("nan"))]) is both  # NaN is no evidence
+    assert auto.pick([default]) is default
+
+
 def test_auto_needs_held_out_ok_images(tmp_path: Path) -> None:
     cfg = make_config("dfr", "auto", {"backbone_weights": "random", "input_size": "64"})
     with pytest.raises(Exception, match="at least 4 held-out OK images"):
@@ -86,7 +100,7 @@ def test_auto_run_through_the_worker_keeps_the_best_candidate(tmp_path: Path, ti
     chosen = run["info"]["auto"]
     table = {r["candidate"]: r for r in chosen["candidates"]}
     assert set(table) == set(auto.CANDIDATES)
-    best = max(table.values(), key=lambda r: r["score"])
+    best = auto.pick(chosen["candidates"])
     assert chosen["chosen"] == best["candidate"] and best["candidate"] in chosen["why"]
     assert run["config"]["preset"] == f"auto/{best['candidate']}"  # the run is the chosen candidate now
     for name, changes in auto.CANDIDATES.items():
