@@ -187,8 +187,6 @@ def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callabl
 
 MIN_CALIBRATION = 4  # fewer held-out OK images give no spread: the training images' cross-fitted one instead
 WHOLE_FIT_IMAGES = 2000  # the whole-image PCA is fitted on at most this many training images
-
-
 NEAREST_CALIBRATION_IMAGES = 200  # without held-out images: training images whose distances calibrate
 
 
