@@ -5,9 +5,10 @@ The held-out OK images (the ones the OK-only threshold is set on) are scored cle
 defects pasted in (engine.training.synthetic: scratches, cut-and-paste patches, stains, missing
 regions); each candidate gets image AUROC (defective vs clean copies) and pixel AUROC (the pasted
 masks) on them. The default (chosen on four real datasets) is kept unless another candidate beats
-it on both; of those, the highest mean of the two wins (`pick`: the synthetic defects ranked the
-candidates against the real defects on one dataset of two by image AUROC, on the other by pixel
-AUROC, so one figure alone is no evidence). The winner's checkpoint becomes the run's;
+it on both; of those, the highest mean of the two wins (`pick`). On three real datasets the
+synthetic image AUROC ranked the candidates as the real defects did on one, the pixel AUROC on
+two, never both: one figure alone is no reason to leave the default (BENCHMARKS.md). The winner's
+checkpoint becomes the run's;
 every candidate's figures and the reason stay in the run's info ("auto"), its checkpoint in
 candidates/<name>/ so it can still be evaluated or compared.
 """
