@@ -144,6 +144,10 @@ class DFRConfig(_Common):
                                       "after training (0 = off; above it features are recomputed each epoch; "
                                       "~3.8 GB per 1000 images at the default map).")
 
+    def nearest_cells(self) -> int:
+        """Cells a side the nearest-feature search runs on: nearest_grid, at most the map's own positions."""
+        return min(self.nearest_grid, self.map_size)
+
 
 CONFIG_TYPES: dict[str, type[AEConfig] | type[DFRConfig]] = {"ae": AEConfig, "dfr": DFRConfig}
 Config = AEConfig | DFRConfig
@@ -293,7 +297,7 @@ def _validate(cfg: Config) -> None:
            f"whole_grid must be 0 or divide map_size {cfg.map_size}, got {cfg.whole_grid}")
     _check(0.0 < cfg.whole_variance <= 1.0, f"whole_variance must be in (0, 1], got {cfg.whole_variance}")
     _check(cfg.nearest_size >= 0, f"nearest_size must be 0 or more, got {cfg.nearest_size}")
-    cells = min(cfg.nearest_grid, cfg.map_size)
+    cells = cfg.nearest_cells()
     _check(cfg.nearest_size == 0 or (cells >= 1 and cfg.map_size % cells == 0),
            f"nearest_grid must divide map_size {cfg.map_size} (or be at least it), got {cfg.nearest_grid}")
     _check(cfg.nearest_weight > 0, f"nearest_weight must be positive, got {cfg.nearest_weight}")

@@ -26,14 +26,11 @@ class NearestOK(nn.Module):
 
     def __init__(self, channels: int, map_size: int, grid: int, weight: float) -> None:
         super().__init__()
-        self.kernel, self.map_size, self.weight = map_size // grid, map_size, weight
-        self.cell_count = grid * grid
+        self.kernel, self.map_size, self.grid, self.weight = map_size // grid, map_size, grid, weight
         self.register_buffer("memory", torch.zeros(0, channels))  # (M, C) OK cell vectors; M set by `fit`
         self.register_buffer("calib_mean", torch.zeros(2))  # (reconstruction map, distance map) on OK images
         self.register_buffer("calib_std", torch.ones(2))
-        # The ROI at grid size (g*g,) bool; set from the checkpoint's ROI, not stored.
-        self.register_buffer("inside", None, persistent=False)
-        self.region: torch.Tensor | None = None  # (m, m) bool, the same at map size
+        self.region: torch.Tensor | None = None  # (m, m) bool map positions inside the ROI; from the checkpoint's ROI
         self.owner: torch.Tensor | None = None  # (M,) training image of each memory row, while training
 
     def cells(self, f: torch.Tensor) -> torch.Tensor:
@@ -51,8 +48,7 @@ class NearestOK(nn.Module):
         d2 = (c * c).sum(-1, keepdim=True) - 2 * c @ mem.T + (mem * mem).sum(-1)  # (B, P, M)
         if skip is not None:
             d2 = d2.masked_fill(self.owner[None, None, :] == skip[:, None, None], float("inf"))
-        g = self.map_size // self.kernel
-        dist = d2.amin(dim=-1).clamp_min(0).sqrt().view(-1, 1, g, g)
+        dist = d2.amin(dim=-1).clamp_min(0).sqrt().view(-1, 1, self.grid, self.grid)
         if self.kernel == 1:
             return dist[:, 0]
         return F.interpolate(dist, size=(self.map_size, self.map_size), mode="bilinear", align_corners=False)[:, 0]
@@ -67,7 +63,8 @@ class NearestOK(nn.Module):
         """The memory from the n OK training images' cell vectors (batches (B, P, C)): an even share
         of `size` cells per image, drawn at random among the cells inside the ROI. Remembers which
         image each row came from (`owner`: its place in the batches) for `distances(skip=...)`."""
-        allowed = torch.arange(self.cell_count) if self.inside is None else torch.nonzero(self.inside.cpu()).flatten()
+        inside = self.inside
+        allowed = torch.arange(self.grid**2) if inside is None else torch.nonzero(inside.cpu()).flatten()
         per = max(1, min(len(allowed), size // max(n, 1)))
         gen = torch.Generator().manual_seed(seed)
         rows = []
@@ -90,12 +87,14 @@ class NearestOK(nn.Module):
         """(m, m) bool of the map positions inside the ROI (None: all): the memory is drawn from grid
         cells mostly inside it, the calibration looks at positions inside it."""
         self.region = inside
-        if inside is None:
-            self.inside = None
-            return
-        g = self.map_size // self.kernel
-        share = F.adaptive_avg_pool2d(inside.float()[None, None], (g, g)).flatten()
-        self.inside = share >= 0.5 if bool((share >= 0.5).any()) else None
+
+    @property
+    def inside(self) -> torch.Tensor | None:
+        """(g*g,) bool of the grid cells mostly inside the ROI (None: all, or none is)."""
+        if self.region is None:
+            return None
+        inside = F.adaptive_avg_pool2d(self.region.float()[None, None], (self.grid, self.grid)).flatten() >= 0.5
+        return inside if bool(inside.any()) else None
 
     def resize_for(self, state_dict: dict, prefix: str) -> None:
         """A checkpoint's memory has its own number of rows: take its shape before loading."""
