@@ -23,6 +23,7 @@ DATASET_KEY = "annotate_dataset"
 KIND_KEY = "annotate_queue_kind"
 RUN_KEY = "annotate_run"
 PICK_KEY = "annotate_pick"
+_PICK_DRAWN = "_annotate_pick_drawn"  # (image shown, {label: image id}) of the picker as last drawn
 _LAST_DS = "_annotate_last_dataset"
 _SHOWN = "_annotate_url_image"  # the ?image= value this page last wrote
 
@@ -75,7 +76,14 @@ def go(image_id: int) -> None:
 
 
 def _pick() -> None:
-    go(int(st.session_state[PICK_KEY]))
+    """The picker's callback. Its value is an image id, or its label when the browser echoes a
+    label the options do not hold (a key pressed while a rerun was under way); an echo of the image
+    already shown is no pick, so it cannot undo a Prev/Next of the same rerun."""
+    value = st.session_state[PICK_KEY]
+    shown, ids = st.session_state.get(_PICK_DRAWN, (None, {}))
+    image_id = value if isinstance(value, int) else ids.get(str(value).split("  (")[0])
+    if image_id is not None and image_id != shown:
+        go(int(image_id))
 
 
 def _queue_ids(dataset_id: int, kind: str, run_id: int | None, refresh: bool) -> list[int]:
@@ -179,6 +187,7 @@ def stepper_ui(pos: Position) -> None:
     options = ids if in_queue else [cur, *ids]
     with sessions()() as s:
         names = {i.id: f"{i.rel_path} · {i.label.upper()}" for i in dq.images_by_ids(s, options)}
+    st.session_state[_PICK_DRAWN] = (cur, {label: i for i, label in names.items()})
     st.session_state[PICK_KEY] = cur
     c1, c2, c3, c4 = st.columns([1.6, 5, 1.6, 1.4], vertical_alignment="bottom")  # room for the key hints
     c1.button(":material/arrow_back: Prev", disabled=prev_id is None, on_click=go, args=(prev_id,),
