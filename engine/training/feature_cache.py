@@ -52,13 +52,17 @@ class FeatureCache:
         for i, item in zip(idx.tolist(), arr):
             os.pwrite(self.fd, item.tobytes(), i * self.item_bytes)
 
-    def read(self, idx: np.ndarray) -> torch.Tensor:
-        """Items idx as (B, C, m, m) float32, in ascending index order (sequential-ish reads)."""
+    def read(self, idx: np.ndarray, positions: np.ndarray | None = None) -> torch.Tensor:
+        """Items idx as (B, C, m, m) float32, in ascending index order (sequential-ish reads);
+        with `positions` (k indices into the flattened m×m map) only those: (B, C, k, 1), gathered
+        before the float32 copy (a training step's random positions cost a fraction of the map)."""
         order = np.sort(np.asarray(idx))
-        out = np.empty((len(order), *self.item_shape), dtype=np.float16)
+        c, size = self.item_shape[0], int(np.prod(self.item_shape[1:]))
+        shape = self.item_shape if positions is None else (c, len(positions), 1)
+        out = np.empty((len(order), *shape), dtype=np.float16)
         for k, i in enumerate(order.tolist()):
-            buf = os.pread(self.fd, self.item_bytes, i * self.item_bytes)
-            out[k] = np.frombuffer(buf, dtype=np.float16).reshape(self.item_shape)
+            item = np.frombuffer(os.pread(self.fd, self.item_bytes, i * self.item_bytes), dtype=np.float16)
+            out[k] = item.reshape(self.item_shape) if positions is None else item.reshape(c, size)[:, positions, None]
         return torch.from_numpy(out.astype(np.float32))
 
     def delete(self) -> None:

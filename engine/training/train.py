@@ -166,23 +166,26 @@ def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: 
     return model, history, {}
 
 
-def _position_sampler(model: torch.nn.Module, cfg: DFRConfig, m: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The DFR loss on a random `train_positions` share of the map positions of each batch.
+def _position_picker(cfg: DFRConfig, m: int) -> Callable[[], np.ndarray | None]:
+    """A fresh random `train_positions` share of the m×m map positions for each training step
+    (None: all of them).
 
     The 1×1-conv autoencoder sees every position independently and neighbouring positions are
-    near-duplicates after the local average, so a random quarter per step trains about as well
-    as all of them at a quarter of the cost (measured on the magnetic-tile sample).
+    near-duplicates after the local average, so a random share per step trains about as well
+    as all of them at a fraction of the cost (measured on all four datasets, BENCHMARKS.md).
     """
     if cfg.train_positions >= 1.0:
-        return model.loss
+        return lambda: None
     k = max(1, round(cfg.train_positions * m * m))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    return lambda: torch.randperm(m * m, generator=gen)[:k].numpy()
 
-    def loss(f: torch.Tensor) -> torch.Tensor:  # f: (B, C, m, m)
-        idx = torch.randperm(m * m, generator=gen)[:k].to(f.device)
-        return model.loss(f.flatten(2)[:, :, idx].unsqueeze(-1))  # on (B, C, k, 1)
 
-    return loss
+def _at(f: torch.Tensor, positions: np.ndarray | None) -> torch.Tensor:
+    """Stage features (B, C, m, m) -> those positions (B, C, k, 1) (all when None)."""
+    if positions is None:
+        return f
+    return f.flatten(2)[:, :, torch.as_tensor(positions, device=f.device)].unsqueeze(-1)
 
 
 MIN_CALIBRATION = 4  # fewer held-out OK images give no spread: the training images' cross-fitted one instead
@@ -292,24 +295,33 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
         model.fit_feature_scaling(stats)
         bs = cfg.batch_size
         steps = math.ceil(n / bs)
+        pick = _position_picker(cfg, m)
         if cache is not None:
             gen = torch.Generator().manual_seed(cfg.seed)
 
-            def batches(epoch: int) -> Iterator[torch.Tensor]:
+            def batches(epoch: int, positions: Callable[[], np.ndarray | None] = lambda: None) -> Iterator[torch.Tensor]:
                 perm = torch.randperm(n, generator=gen).numpy()
-                return (cache.read(perm[i:i + bs]) for i in range(0, n, bs))
+                return (cache.read(perm[i:i + bs], positions()) for i in range(0, n, bs))
+
+            def train_batches(epoch: int) -> Iterator[torch.Tensor]:  # each step at its random positions
+                return batches(epoch, pick)
         else:
             loader = make_loader(paths, cfg, train=True)
 
             def batches(epoch: int) -> Iterator[torch.Tensor]:
                 return (feats(x.to(device)) for _, x in iterate(loader))
 
-        history = _train_loop(cfg, model, batches, steps, _position_sampler(model, cfg, m), device, clock)
+            def train_batches(epoch: int) -> Iterator[torch.Tensor]:
+                return (_at(f, pick()) for f in batches(epoch))
+
+        history = _train_loop(cfg, model, train_batches, steps, model.loss, device, clock)
         model.eval()
-        def errors() -> Iterator[torch.Tensor]:  # the statistics pass over the training images, ticked
+        passes = max(model.normaliser.passes, 1)
+
+        def errors() -> Iterator[torch.Tensor]:  # a statistics pass over the training images, ticked
             for x in batches(0):
                 yield model.errors(x.to(device))
-                clock.tick(x.shape[0] / 2, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
+                clock.tick(x.shape[0] / passes, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
 
         model.normaliser.fit(errors, n)
         nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device)

@@ -168,7 +168,9 @@ def test_fit_gives_z_scores_of_the_training_errors() -> None:
     torch.manual_seed(0)
     train = [torch.rand(4, 6, 8, 8) + torch.arange(8.0) for _ in range(5)]  # 20 images, level by position
     norm = ErrorNormaliser([6], 8, position_norm=True, image_median=True)
-    norm.fit(lambda: iter(train), 20)
+    calls = []
+    norm.fit(lambda: calls.append(1) or iter(train), 20)
+    assert len(calls) == norm.passes == 1  # one pass over the training images' errors gives both statistics
     z = torch.cat([norm(e, subtract_median=False) for e in train])  # (20, 1, 8, 8)
     assert torch.allclose(z.mean(0), torch.zeros(1, 8, 8), atol=1e-4)
     assert float(z.std(0).mean()) == pytest.approx(1.0, abs=0.05)  # the same spread everywhere: little shrinkage

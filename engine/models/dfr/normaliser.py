@@ -73,22 +73,30 @@ class ErrorNormaliser(nn.Module):
             maps = maps - med[..., None, None]
         return maps
 
+    @property
+    def passes(self) -> int:
+        """Passes `fit` makes over the training images' errors."""
+        return int(self.residual_norm) + int(self.position_norm or self.image_median)
+
     @torch.no_grad()
     def fit(self, errors: Callable[[], Iterable[torch.Tensor]], n: int) -> None:
-        """The statistics of the steps that are on, from the training images' squared errors
-        (`errors()` yields (B, C, m, m) batches over all n images; called once per statistic)."""
+        """The statistics of the steps that are on, in their order, from the training images'
+        squared errors (`errors()` yields (B, C, m, m) batches over all n images, once per pass).
+        One pass gives the per-position statistics; the medians come from its maps, kept in memory."""
         if self.residual_norm:
             total = torch.zeros(self.err_scale.shape[0], dtype=torch.float64)
             for err in errors():
                 total += err.double().mean(dim=(2, 3)).sum(dim=0).cpu()
             self.err_scale.copy_((total / n).clamp_min(1e-12).float())
+        if not (self.position_norm or self.image_median):
+            return
+        kept = [self.group_maps(err).cpu() for err in errors()]  # (B, G, m, m) each; ~32 KB per image at the default
         if self.position_norm:
             s1 = torch.zeros(self.pos_mean.shape, dtype=torch.float64)  # (G, m, m)
             s2 = torch.zeros_like(s1)
-            for err in errors():
-                maps = self.group_maps(err).double().cpu()  # (B, G, m, m)
-                s1 += maps.sum(dim=0)
-                s2 += (maps**2).sum(dim=0)
+            for maps in kept:
+                s1 += maps.double().sum(dim=0)
+                s2 += (maps.double() ** 2).sum(dim=0)
             mean = s1 / n
             var = ((s2 - n * mean**2) / max(n - 1, 1)).clamp_min(0)
             var = (n * var + PRIOR_IMAGES * var.mean(dim=(1, 2), keepdim=True)) / (n + PRIOR_IMAGES)
@@ -97,6 +105,9 @@ class ErrorNormaliser(nn.Module):
             self.pos_std.copy_(torch.maximum(var.sqrt(), floor).float())
         if self.image_median:
             cap = torch.full(self.median_cap.shape, -float("inf"), dtype=torch.float64)
-            for err in errors():
-                cap = torch.maximum(cap, self.medians(self(err, subtract_median=False)).double().amax(dim=0).cpu())
+            for maps in kept:
+                maps = maps.to(self.pos_mean.device)
+                if self.position_norm:
+                    maps = (maps - self.pos_mean) / self.pos_std
+                cap = torch.maximum(cap, self.medians(maps).double().amax(dim=0).cpu())
             self.median_cap.copy_(cap.float())
