@@ -57,7 +57,7 @@ def test_stage_outputs_are_the_blocks_outputs(lite0_random) -> None:
             outs.append(h)
     got = feats.stage_outputs(x)
     assert [o.shape for o in got] == [o.shape for o in outs]
-    assert all(torch.equal(a, b) for a, b in zip(got, outs))
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, outs))  # NHWC inside: rounding
 
 
 def test_unknown_layers_are_errors(lite0_random) -> None:
