@@ -72,10 +72,11 @@ def _optimizer(cfg: AEConfig | DFRConfig, params: Iterator[torch.nn.Parameter], 
 
 
 # Seconds per unit of each phase relative to a backbone pass of one image (DFR) or a training
-# step of one image (AE), from BENCHMARKS.md on the 2-core CPU (DFR: feature pass 0.042 s/img,
-# an epoch 0.013 s/img, evaluation 0.03-0.043 s/img; AE: an epoch 0.18 s/img, evaluation 0.026).
-# A phase's own measured rate replaces its prior once it runs; later phases are scaled from it.
-PHASE_COST = {"features": 1.0, "pca": 0.0, "train": 0.3, "statistics": 0.3, "evaluation": 1.0}
+# step of one image (AE), measured on the 2-core CPU (DFR default, tiles: feature pass 0.047 s/img,
+# an epoch 0.009 s/img, statistics with both terms 0.09 s/img, evaluation 0.12 s/img; AE: an epoch
+# 0.18 s/img, evaluation 0.026). A phase's own measured rate replaces its prior once it runs;
+# later phases are scaled from it.
+PHASE_COST = {"features": 1.0, "pca": 0.0, "train": 0.2, "statistics": 1.9, "evaluation": 2.5}
 AE_PHASE_COST = {"train": 1.0, "evaluation": 0.15}
 
 
