@@ -81,7 +81,7 @@ def _pick() -> None:
     already shown is no pick, so it cannot undo a Prev/Next of the same rerun."""
     value = st.session_state[PICK_KEY]
     shown, ids = st.session_state.get(_PICK_DRAWN, (None, {}))
-    image_id = value if isinstance(value, int) else ids.get(str(value).split("  (")[0])
+    image_id = value if isinstance(value, int) else ids.get(str(value))
     if image_id is not None and image_id != shown:
         go(int(image_id))
 
@@ -187,13 +187,14 @@ def stepper_ui(pos: Position) -> None:
     options = ids if in_queue else [cur, *ids]
     with sessions()() as s:
         names = {i.id: f"{i.rel_path} · {i.label.upper()}" for i in dq.images_by_ids(s, options)}
-    st.session_state[_PICK_DRAWN] = (cur, {label: i for i, label in names.items()})
+    labels = {i: names.get(i, f"image {i}") + ("" if i in ids else "  (not in this queue)") for i in options}
+    st.session_state[_PICK_DRAWN] = (cur, {label: i for i, label in labels.items()})
     st.session_state[PICK_KEY] = cur
     c1, c2, c3, c4 = st.columns([1.6, 5, 1.6, 1.4], vertical_alignment="bottom")  # room for the key hints
     c1.button(":material/arrow_back: Prev", disabled=prev_id is None, on_click=go, args=(prev_id,),
               key="annotate_prev", width="stretch", shortcut=PREV_KEY, help=f"Previous image ({PREV_KEY})")
     c2.selectbox("Image", options, key=PICK_KEY, on_change=_pick, label_visibility="collapsed",
-                 format_func=lambda i: names.get(i, f"image {i}") + ("" if i in ids else "  (not in this queue)"))
+                 format_func=lambda i: labels.get(i, f"image {i}"))
     c3.button("Next :material/arrow_forward:", disabled=next_id is None, on_click=go, args=(next_id,),
               key="annotate_next", width="stretch", shortcut=NEXT_KEY, help=f"Next image ({NEXT_KEY})")
     c4.markdown(f"**{idx + 1} / {len(ids)}**" if in_queue else f"not in queue ({len(ids)} images)")

@@ -65,13 +65,15 @@ class ErrorNormaliser(nn.Module):
 
     def forward(self, err: torch.Tensor, subtract_median: bool = True) -> torch.Tensor:
         """Squared errors (B, C, m, m) -> normalised error maps (B, G, m, m)."""
-        maps = self.group_maps(err)
-        if self.position_norm:
-            maps = (maps - self.pos_mean) / self.pos_std
+        maps = self.position_z(self.group_maps(err))
         if self.image_median and subtract_median:
             med = torch.minimum(self.medians(maps), self.median_cap.to(maps.dtype))  # (B, G)
             maps = maps - med[..., None, None]
         return maps
+
+    def position_z(self, maps: torch.Tensor) -> torch.Tensor:
+        """Group maps (B, G, m, m) -> z-scores per position (position_norm; else as they are)."""
+        return (maps - self.pos_mean) / self.pos_std if self.position_norm else maps
 
     @property
     def passes(self) -> int:
@@ -106,8 +108,6 @@ class ErrorNormaliser(nn.Module):
         if self.image_median:
             cap = torch.full(self.median_cap.shape, -float("inf"), dtype=torch.float64)
             for maps in kept:
-                maps = maps.to(self.pos_mean.device)
-                if self.position_norm:
-                    maps = (maps - self.pos_mean) / self.pos_std
-                cap = torch.maximum(cap, self.medians(maps).double().amax(dim=0).cpu())
+                z = self.position_z(maps.to(self.pos_mean.device))
+                cap = torch.maximum(cap, self.medians(z).double().amax(dim=0).cpu())
             self.median_cap.copy_(cap.float())
