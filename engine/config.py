@@ -136,6 +136,9 @@ class DFRConfig(_Common):
     nearest_grid: int = setting(16, "With nearest_size: the features are average-pooled to nearest_grid x "
                                 "nearest_grid cells for the search (must divide map_size; at least map_size: "
                                 "the map's own positions).")
+    nearest_pick: str = setting("even", "With nearest_size: which OK cells are kept — 'even': the same share of "
+                                "each training image, at random; 'coreset': those that cover all training "
+                                "cells best (farthest-first).", ("even", "coreset"))
     nearest_weight: float = setting(1.0, "With nearest_size: weight of the distance's z-score in the heatmap "
                                     "(the reconstruction's weighs 1).")
     train_positions: float = setting(1.0, "Share of map positions (random each step) the autoencoder trains "

@@ -212,7 +212,7 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
                 own.append((c, model.reconstruction_map(f)))
             yield c
 
-    nearest.fit(cells(), n, cfg.nearest_size, cfg.seed)
+    nearest.fit(cells(), n, cfg.nearest_size, cfg.seed, cfg.nearest_pick)
     if held_out:
         recon, dist = [], []
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):

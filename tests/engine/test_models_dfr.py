@@ -324,6 +324,31 @@ def test_nearest_ok_feature_flags_a_new_combination_the_memory_never_held() -> N
     assert term.calib_std.tolist() == [1.0, 1.0]
 
 
+def test_farthest_first_is_the_greedy_k_center_order_and_keeps_a_rare_ok_look() -> None:
+    from engine.models.dfr.nearest import NearestOK, farthest_first
+
+    torch.manual_seed(0)
+    x = torch.randn(600, 24) * torch.rand(600, 1) * 3
+    keep = farthest_first(x, 90, torch.Generator().manual_seed(4), dim=64, block=8)
+    first = int(torch.randint(600, (1,), generator=torch.Generator().manual_seed(4)))
+    closest, order = torch.full((600,), float("inf")), [first]  # the greedy one pick at a time
+    for _ in range(89):
+        closest = torch.minimum(closest, ((x - x[order[-1]]) ** 2).sum(1))
+        order.append(int(closest.argmax()))
+    assert keep.tolist() == order  # rounds of candidates change nothing (24 channels: no projection)
+    # OK parts: 8 images of 16 cells, all background (0) but one cell of one image (a rare OK look)
+    term = NearestOK(channels=3, map_size=4, grid=4, weight=1.0)
+    ok = torch.zeros(8, 3, 4, 4) + 0.01 * torch.randn(8, 3, 4, 4)
+    ok[5, :, 2, 1] = 1.0
+    fit = {pick: NearestOK(3, 4, 4, 1.0) for pick in ("even", "coreset")}
+    for pick, t in fit.items():
+        t.fit(iter([t.cells(ok[:4]), t.cells(ok[4:])]), n=8, size=8, seed=0, pick=pick)
+    rare = fit["coreset"].memory == ok[5, :, 2, 1]
+    assert fit["coreset"].memory.shape == (8, 3) and bool(rare.all(1).any())  # kept once, among 127 background cells
+    assert int(fit["coreset"].owner[rare.all(1)]) == 5  # and remembers the image it came from
+    assert float(fit["coreset"](ok[5:6])[0, 2, 1]) < 1e-6 < float(fit["even"](ok[5:6])[0, 2, 1])
+
+
 def test_the_nearest_feature_term_joins_the_heatmap_and_round_trips(lite0_random) -> None:
     m = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, nearest_size=40, nearest_grid=4)
     f_ok = m.features(torch.rand(10, 3, 8, 8))

@@ -59,20 +59,28 @@ class NearestOK(nn.Module):
         return z_recon + self.weight * (dist - self.calib_mean[1]) / self.calib_std[1]
 
     @torch.no_grad()
-    def fit(self, cells: Iterable[torch.Tensor], n: int, size: int, seed: int) -> None:
-        """The memory from the n OK training images' cell vectors (batches (B, P, C)): an even share
-        of `size` cells per image, drawn at random among the cells inside the ROI. Remembers which
-        image each row came from (`owner`: its place in the batches) for `distances(skip=...)`."""
+    def fit(self, cells: Iterable[torch.Tensor], n: int, size: int, seed: int, pick: str = "even") -> None:
+        """The memory from the n OK training images' cell vectors (batches (B, P, C)), among the cells
+        inside the ROI: `pick` "even" draws an even share of `size` cells per image at random;
+        "coreset" keeps the `size` cells that cover all of them best (greedy farthest-first), so a
+        rare OK look is kept and the background repeated on every part is not kept hundreds of
+        times. Remembers which image each row came from (`owner`: its place in the batches) for
+        `distances(skip=...)`."""
         inside = self.inside
         allowed = torch.arange(self.grid**2) if inside is None else torch.nonzero(inside.cpu()).flatten()
-        per = max(1, min(len(allowed), size // max(n, 1)))
+        per = max(1, min(len(allowed), size // max(n, 1))) if pick == "even" else len(allowed)
         gen = torch.Generator().manual_seed(seed)
         rows = []
         for c in cells:
-            pick = torch.stack([allowed[torch.randperm(len(allowed), generator=gen)[:per]] for _ in range(len(c))])
-            rows.append(c.cpu().float().gather(1, pick[..., None].expand(-1, -1, c.shape[-1])).flatten(0, 1))
-        self.memory = torch.cat(rows).contiguous().to(self.calib_mean.device)  # (N * per, C)
-        self.owner = torch.arange(len(self.memory), device=self.memory.device) // per
+            choice = torch.stack([allowed[torch.randperm(len(allowed), generator=gen)[:per]] for _ in range(len(c))])
+            rows.append(c.cpu().float().gather(1, choice[..., None].expand(-1, -1, c.shape[-1])).flatten(0, 1))
+        memory = torch.cat(rows)
+        owner = torch.arange(len(memory)) // per
+        if pick == "coreset" and len(memory) > size:
+            keep = farthest_first(memory, size, gen)
+            memory, owner = memory[keep], owner[keep]
+        self.memory = memory.contiguous().to(self.calib_mean.device)  # (M, C)
+        self.owner = owner.to(self.memory.device)
 
     @torch.no_grad()
     def calibrate(self, recon: torch.Tensor, dist: torch.Tensor) -> None:
@@ -101,3 +109,36 @@ class NearestOK(nn.Module):
         memory = state_dict.get(prefix + "memory")
         if memory is not None:
             self.memory = torch.zeros_like(memory, device=self.calib_mean.device)
+
+
+def farthest_first(x: torch.Tensor, k: int, gen: torch.Generator, dim: int = 64, block: int = 32) -> torch.Tensor:
+    """Indices of k rows of x (N, C) picked greedily, each the row farthest from those picked so far
+    (k-center coreset, as PatchCore), distances measured after a random projection to `dim`.
+
+    Exact greedy, in rounds: the `block` rows farthest from the picks so far are candidates; they
+    are picked among themselves in greedy order while each stays farther than every row outside
+    them could be, then all rows' distances are updated at once (one matrix product a round)."""
+    p = x @ (torch.randn(x.shape[1], dim, generator=gen) / dim**0.5) if x.shape[1] > dim else x
+    sq = (p * p).sum(1)
+    closest = torch.full((len(x),), float("inf"))
+    picks = [torch.randint(len(x), (1,), generator=gen)]
+    got = 1
+    while True:
+        new = picks[-1]
+        d2 = sq[:, None] - 2 * (p @ p[new].T) + sq[new][None]  # (N, picks of this round)
+        torch.minimum(closest, d2.amin(1), out=closest)
+        if got >= k:
+            return torch.cat(picks)[:k]
+        far, cand = closest.topk(min(block + 1, len(x)))
+        bar = float(far[block]) if len(far) > block else float("-inf")  # the farthest row outside the candidates
+        far, pc = far[:block].clone(), p[cand[:block]]
+        between = (pc * pc).sum(1)[:, None] - 2 * pc @ pc.T + (pc * pc).sum(1)[None]
+        chosen = [int(far.argmax())]
+        while got + len(chosen) < k:
+            torch.minimum(far, between[chosen[-1]], out=far)
+            j = int(far.argmax())
+            if float(far[j]) < bar:
+                break
+            chosen.append(j)
+        picks.append(cand[torch.tensor(chosen)])
+        got += len(chosen)
