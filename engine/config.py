@@ -221,6 +221,13 @@ _THESIS_DFR = {"backbone": "tf_efficientnet_b6", "input_size": 512}
 # 0.909 pixel) at a 16th of the cost; 4096 OK cells lost juice 0.03 image AUROC; weight 2 on the
 # distance gave juice +0.013 more pixel AUROC but the fabric -0.006 image AUROC through the product
 # (0.878, below PaDiM): equal weights kept — also the pick with juice left out.
+# nearest_pick=coreset (a farthest-first coreset of all training cells instead of an even random
+# share) through the product, seeds 0/1, against the default's same seeds (image / pixel):
+#   16384 cells: tiles +0.003/+0.003 / +0.002/+0.001, juice +0.004/0 / -0.001/-0.002, fabric +0.002/0 /
+#   -0.001/-0.001 (AUPRO -0.005), demo equal; ~9 s more training (juice). Within the seed spread, gains
+#   too: not worth the time. 8192 cells (scoring 20-40 % faster): juice pixel -0.003/-0.006 (0.880, beyond
+#   the spread). 8192 with weight 1.5: juice 0.959/0.887 and tiles 0.949, but the fabric 0.880/0.877 image
+#   and 0.983 pixel (-0.002 both seeds, AUPRO -0.013): not taken. The even share stays the default.
 # train_positions=0.0625 trains on a random sixteenth of the map positions per step (a quarter until
 # 2026-12-01 night; the 1x1-conv autoencoder treats positions alone, neighbours are near-copies after
 # the local average). Through the product, seeds 0/1/2 (image / pixel), against a quarter (seed 0/1):

@@ -7,7 +7,8 @@ displaced component, a large uneven area — leaves the reconstruction error low
 the nearest feature of an OK part stays high wherever the combination itself is new.
 
 The stage features are average-pooled to `grid` × `grid` cells; `size` cell vectors of the OK
-training images form the memory (an even share from each image). The distance map is brought
+training images form the memory: an even random share from each image, or (`nearest_pick`
+"coreset") the cells that cover all of them best. The distance map is brought
 back to the map size and added to the reconstruction heatmap, both as z-scores against OK images
 the model was not fitted on (`calibrate`): heatmap = z(reconstruction) + weight · z(distance).
 """
