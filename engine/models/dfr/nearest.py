@@ -46,10 +46,12 @@ class NearestOK(nn.Module):
         """Cell vectors (B, P, C) -> distance map (B, m, m). `skip` (B,): the memory rows an image
         gave (`fit`'s image index) are left out — a training image's distance as an unseen one's."""
         mem = self.memory.to(c.dtype)
-        d2 = (c * c).sum(-1, keepdim=True) - 2 * c @ mem.T + (mem * mem).sum(-1)  # (B, P, M)
+        # |c - m|² = |m|² - 2 c·m + |c|²: the last is the same for every m, added after the min
+        d2 = torch.addmm((mem * mem).sum(-1), c.flatten(0, 1), mem.T, alpha=-2).unflatten(0, (-1, c.shape[1]))  # (B, P, M)
         if skip is not None:
             d2 = d2.masked_fill(self.owner[None, None, :] == skip[:, None, None], float("inf"))
-        dist = d2.amin(dim=-1).clamp_min(0).sqrt().view(-1, 1, self.grid, self.grid)
+        d2 = d2.amin(dim=-1) + (c * c).sum(-1)
+        dist = d2.clamp_min(0).sqrt().view(-1, 1, self.grid, self.grid)
         if self.kernel == 1:
             return dist[:, 0]
         return F.interpolate(dist, size=(self.map_size, self.map_size), mode="bilinear", align_corners=False)[:, 0]
