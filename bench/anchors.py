@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=None, help="input side (default: the dfr preset's, 256)")
     p.add_argument("--padim-features", type=int, default=100, help="PaDiM's random channel subset (of 176)")
     p.add_argument("--coreset-ratio", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=None, help="hold-out draw, PaDiM's channels, PatchCore's coreset "
+                   "(default: the dfr preset's, as `bench.accuracy --set seed=S` draws them)")
     p.add_argument("--patchcore-layers", nargs="+", default=PATCHCORE_LAYERS)
     args = p.parse_args(argv)
     if importlib.util.find_spec("anomalib") is None:
@@ -292,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.models.backbones import create_backbone
 
     dfr = make_config("dfr", "dfr")  # the product's run settings the anchors share
-    args.size, args.seed, args.target_frr = args.size or dfr.input_size, dfr.seed, dfr.target_frr
+    args.size, args.target_frr = args.size or dfr.input_size, dfr.target_frr
+    args.seed = dfr.seed if args.seed is None else args.seed
     threads = set_threads()
     home = Path(tempfile.mkdtemp(prefix="bench-anchors-")) if args.demo else None
     try:
