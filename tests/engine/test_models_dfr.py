@@ -337,7 +337,6 @@ def test_farthest_first_is_the_greedy_k_center_order_and_keeps_a_rare_ok_look() 
         order.append(int(closest.argmax()))
     assert keep.tolist() == order  # rounds of candidates change nothing (24 channels: no projection)
     # OK parts: 8 images of 16 cells, all background (0) but one cell of one image (a rare OK look)
-    term = NearestOK(channels=3, map_size=4, grid=4, weight=1.0)
     ok = torch.zeros(8, 3, 4, 4) + 0.01 * torch.randn(8, 3, 4, 4)
     ok[5, :, 2, 1] = 1.0
     fit = {pick: NearestOK(3, 4, 4, 1.0) for pick in ("even", "coreset")}

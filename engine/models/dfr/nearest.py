@@ -134,8 +134,8 @@ def farthest_first(x: torch.Tensor, k: int, gen: torch.Generator, dim: int = 64,
             return torch.cat(picks)[:k]
         far, cand = closest.topk(min(block + 1, len(x)))
         bar = float(far[block]) if len(far) > block else float("-inf")  # the farthest row outside the candidates
-        far, pc = far[:block].clone(), p[cand[:block]]
-        between = (pc * pc).sum(1)[:, None] - 2 * pc @ pc.T + (pc * pc).sum(1)[None]
+        far, cand = far[:block].clone(), cand[:block]
+        between = sq[cand][:, None] - 2 * p[cand] @ p[cand].T + sq[cand][None]  # (block, block) among the candidates
         chosen = [int(far.argmax())]
         while got + len(chosen) < k:
             torch.minimum(far, between[chosen[-1]], out=far)
