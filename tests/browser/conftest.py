@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from engine.workspace import DATABASE_URL_ENV, HOME_ENV, IMPORT_ROOTS_ENV
 from tests.conftest import REPO, TrainedWorkspace, copy_workspace
@@ -256,6 +257,30 @@ def run_and_wait(page: Any, action: Callable[[], Any], timeout_ms: float = DEFAU
         """(before) => window.__stRuns > before && document.querySelector(
              '[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]')""",
         arg=before, timeout=timeout_ms)
+
+
+def press_shortcut(page: Any, key: str, tries: int = 3, settle_ms: float = 15_000) -> None:
+    """Press a key bound with Streamlit's `shortcut=`, then wait for the rerun it causes.
+
+    Streamlit (de)registers a button's key binding when the button (re)mounts, which can lag the
+    end of the previous run on a loaded machine: a key pressed in that gap does nothing at all.
+    So the key is pressed again, up to `tries` times, but only while no run has started since
+    the last press (a press that did act is never repeated, so a double step still fails the
+    test's own check).
+    """
+    started = """(before) => window.__stRuns > before || !!document.querySelector(
+                   '[data-testid=stApp][data-test-script-state=running]')"""
+    before = page.evaluate("window.__stRuns")
+    for attempt in range(tries):
+        page.keyboard.press(key)
+        try:
+            page.wait_for_function(started, arg=before, timeout=settle_ms)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == tries - 1:
+                raise
+    page.wait_for_function(f"(before) => window.__stRuns > before && document.querySelector('{APP_IDLE}')",
+                           arg=before, timeout=DEFAULT_TIMEOUT_MS)
 
 
 def enter_text(page: Any, label: str, value: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:

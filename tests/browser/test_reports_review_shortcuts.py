@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     AppServer,
     assert_no_exception,
     goto_page,
+    press_shortcut,
     run_and_wait,
     screenshot,
     sign_in,
@@ -105,11 +106,11 @@ def test_arrow_keys_step_through_the_datasets_image_panel(app_page: Any, app_ser
     run_and_wait(page, tiles.first.click)
     drawer = page.get_by_role("dialog")
     expect(drawer.get_by_text(first, exact=True).first).to_be_visible()
-    run_and_wait(page, lambda: page.keyboard.press("ArrowRight"))
+    press_shortcut(page, "ArrowRight")
     assert_no_exception(page)
     expect(page.get_by_role("dialog").get_by_text(second, exact=True).first).to_be_visible(timeout=30_000)
     screenshot(page, "datasets_arrow_key")
-    run_and_wait(page, lambda: page.keyboard.press("ArrowLeft"))
+    press_shortcut(page, "ArrowLeft")
     expect(page.get_by_role("dialog").get_by_text(first, exact=True).first).to_be_visible(timeout=30_000)
 
 
@@ -121,13 +122,12 @@ def test_annotate_keys_step_images_and_pick_tools(app_page: Any, app_server: App
     counter = page.get_by_text(re.compile(r"^\d+ / \d+$"))
     total = int(counter.inner_text().split("/")[1])
     assert counter.inner_text().startswith("1 /") and total > 1
-    wait_for_app(page)  # the page's shortcuts are bound once its script has run to the end
-    run_and_wait(page, lambda: page.keyboard.press("f"))
+    wait_for_app(page)
+    press_shortcut(page, "f")
     assert_no_exception(page)
     expect(page.get_by_text(f"2 / {total}", exact=True)).to_be_visible(timeout=30_000)
-    wait_for_app(page)
-    run_and_wait(page, lambda: page.keyboard.press("e"))
+    press_shortcut(page, "e")
     expect(page.get_by_text("Eraser shape")).to_be_visible(timeout=30_000)  # only the eraser has a shape picker
     screenshot(page, "annotate_keys")
-    run_and_wait(page, lambda: page.keyboard.press("d"))
+    press_shortcut(page, "d")
     expect(page.get_by_text(f"1 / {total}", exact=True)).to_be_visible(timeout=30_000)
