@@ -324,6 +324,35 @@ def test_nearest_ok_feature_flags_a_new_combination_the_memory_never_held() -> N
     assert term.calib_std.tolist() == [1.0, 1.0]
 
 
+def test_nearest_tail_scale_keeps_a_long_tailed_term_from_drowning_the_other() -> None:
+    from engine.models.dfr.nearest import NearestOK
+
+    # OK maps: the reconstruction term skewed (exponential: a long upper tail), the distance term
+    # uniform 0-1. By z-scores the first's OK positions often reach 3-4, so a defect seen by the
+    # distance alone (at most 1.7 there) is lost among them; the tail scale puts both terms' OK
+    # tops at 1
+    gen = torch.Generator().manual_seed(0)
+    recon = -torch.rand(8, 8, 8, generator=gen).log()
+    dist = torch.rand(8, 8, 8, generator=gen)
+    terms = {scale: NearestOK(2, 8, 4, 1.0, scale) for scale in ("tail", "std")}
+    for term in terms.values():
+        term.calibrate(recon, dist)
+    tail, std = terms["tail"], terms["std"]
+    values = recon.flatten().sort().values
+    assert float(tail.calib_mean[0]) == float(values[round(0.5 * 511)])  # the median
+    assert float(tail.calib_std[0]) == float(values[round(0.99 * 511)] - values[round(0.5 * 511)])
+    assert torch.allclose(std.calib_mean.float(), torch.stack([recon.mean(), dist.mean()]))
+    assert torch.allclose(std.calib_std.float(), torch.stack([recon.std(), dist.std()]))
+    # a place at the top of the OK distances, reconstruction at its median: with the tail scale it
+    # stands as high as a place at the top of the OK reconstruction errors, by z-scores far lower
+    at = {scale: term.fuse(torch.full((1, 8, 8), float(values[256])), torch.full((1, 8, 8), float(dist.max())))
+          for scale, term in terms.items()}
+    top = {scale: term.fuse(torch.full((1, 8, 8), float(values[round(0.99 * 511)])),
+                            torch.full((1, 8, 8), float(dist.median()))) for scale, term in terms.items()}
+    assert float(at["tail"].max()) > 0.8 * float(top["tail"].max())
+    assert float(at["std"].max()) < 0.5 * float(top["std"].max())
+
+
 def test_farthest_first_is_the_greedy_k_center_order_and_keeps_a_rare_ok_look() -> None:
     from engine.models.dfr.nearest import NearestOK, farthest_first
 

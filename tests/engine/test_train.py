@@ -122,7 +122,10 @@ def test_dfr_nearest_term_weighs_both_maps_on_ok_images_it_was_not_fitted_on(tmp
     with torch.no_grad():
         f = model.features(x)
         recon, dist = model.reconstruction_map(f), model.nearest(f)
-    assert torch.allclose(model.nearest.calib_mean, torch.stack([recon.mean(), dist.mean()]).float(), atol=1e-4)
+    tops = [maps.flatten().sort().values for maps in (recon, dist)]  # the "tail" scale: median, 99th percentile
+    at = [round(q * (len(tops[0]) - 1)) for q in (0.5, 0.99)]
+    assert torch.allclose(model.nearest.calib_mean, torch.stack([v[at[0]] for v in tops]).float(), atol=1e-4)
+    assert torch.allclose(model.nearest.calib_std, torch.stack([v[at[1]] - v[at[0]] for v in tops]).float(), atol=1e-4)
     assert float(dist.min()) > 0  # held-out images: none of their cells is in the memory
     # without held-out images: the training images, each without the memory rows it gave (its own
     # cells would be at distance 0 and make every unseen part look far from OK)

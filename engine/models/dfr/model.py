@@ -55,8 +55,8 @@ class DFR(AnomalyModel):
         # The whole image's reconstruction error, the score's second half (None: the peak alone).
         self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
         # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
-        self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight) \
-            if cfg.nearest_size else None
+        self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight,
+                                 cfg.nearest_scale) if cfg.nearest_size else None
         self.register_buffer("score_index", None, persistent=False)  # pixels the score looks at
         self.on_roi_change()
 

@@ -9,8 +9,15 @@ the nearest feature of an OK part stays high wherever the combination itself is 
 The stage features are average-pooled to `grid` × `grid` cells; `size` cell vectors of the OK
 training images form the memory: an even random share from each image, or (`nearest_pick`
 "coreset") the cells that cover all of them best. The distance map is brought
-back to the map size and added to the reconstruction heatmap, both as z-scores against OK images
-the model was not fitted on (`calibrate`): heatmap = z(reconstruction) + weight · z(distance).
+back to the map size and added to the reconstruction heatmap, each put on one scale by OK images
+the model was not fitted on (`calibrate`): heatmap = s(reconstruction) + weight · s(distance), where
+s() takes off the term's median on OK positions and divides by the spread from there to its 99th
+percentile ("tail", the default) or is the z-score ("std"). What the image score and a defect's
+heatmap see is the top of each term, and the terms' tops differ: on juice the reconstruction's
+top 1 % of OK positions reach z-scores above 3.2, the distance's above 1.9 only, so a defect seen by
+the distance alone is lost among the reconstruction's OK peaks. The tail scale puts both terms' OK
+tops at 1, from OK images alone (there the distance weighs 1.8x what the z-scores give it; on the
+fabric, whose two terms' tails are alike, 0.95x).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ from torch import nn
 class NearestOK(nn.Module):
     """Stage features (B, C, m, m) -> distance of each position to the nearest OK feature (B, m, m)."""
 
-    def __init__(self, channels: int, map_size: int, grid: int, weight: float) -> None:
+    def __init__(self, channels: int, map_size: int, grid: int, weight: float, scale: str = "tail") -> None:
         super().__init__()
-        self.kernel, self.map_size, self.grid, self.weight = map_size // grid, map_size, grid, weight
+        self.kernel, self.map_size, self.grid, self.weight, self.scale = map_size // grid, map_size, grid, weight, scale
         self.register_buffer("memory", torch.zeros(0, channels))  # (M, C) OK cell vectors; M set by `fit`
-        self.register_buffer("calib_mean", torch.zeros(2))  # (reconstruction map, distance map) on OK images
+        # (reconstruction map, distance map) on OK images: centre and scale (names from the z-scores)
+        self.register_buffer("calib_mean", torch.zeros(2))
         self.register_buffer("calib_std", torch.ones(2))
         self.region: torch.Tensor | None = None  # (m, m) bool map positions inside the ROI; from the checkpoint's ROI
         self.owner: torch.Tensor | None = None  # (M,) training image of each memory row, while training
@@ -57,7 +65,7 @@ class NearestOK(nn.Module):
         return F.interpolate(dist, size=(self.map_size, self.map_size), mode="bilinear", align_corners=False)[:, 0]
 
     def fuse(self, recon: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-        """The heatmap (B, m, m): reconstruction map and distance map as z-scores, weighted, added."""
+        """The heatmap (B, m, m): reconstruction map and distance map on their OK scales, weighted, added."""
         z_recon = (recon - self.calib_mean[0]) / self.calib_std[0]
         return z_recon + self.weight * (dist - self.calib_mean[1]) / self.calib_std[1]
 
@@ -87,12 +95,18 @@ class NearestOK(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, recon: torch.Tensor, dist: torch.Tensor) -> None:
-        """Both maps' mean and std over the positions inside the ROI of OK images ((N, m, m) each)."""
+        """Both maps' centre and scale over the positions inside the ROI of OK images ((N, m, m) each):
+        median and 99th percentile less the median ("tail"), or mean and std ("std")."""
         for i, maps in enumerate((recon.double(), dist.double())):
-            values = maps.flatten() if self.region is None else maps[:, self.region.to(maps.device)]
-            self.calib_mean[i] = values.mean()
-            std = values.std() if values.numel() > 1 else values.new_tensor(0.0)
-            self.calib_std[i] = std if std > 1e-9 else 1.0  # no spread (one OK image): unscaled
+            values = (maps.flatten() if self.region is None else maps[:, self.region.to(maps.device)]).flatten()
+            if self.scale == "tail":
+                centre = _quantile(values, 0.5)
+                spread = _quantile(values, TAIL_QUANTILE) - centre
+            else:
+                centre = values.mean()
+                spread = values.std() if values.numel() > 1 else values.new_tensor(0.0)
+            self.calib_mean[i] = centre
+            self.calib_std[i] = spread if spread > 1e-9 else 1.0  # no spread (one OK image): unscaled
 
     def set_region(self, inside: torch.Tensor | None) -> None:
         """(m, m) bool of the map positions inside the ROI (None: all): the memory is drawn from grid
@@ -112,6 +126,16 @@ class NearestOK(nn.Module):
         memory = state_dict.get(prefix + "memory")
         if memory is not None:
             self.memory = torch.zeros_like(memory, device=self.calib_mean.device)
+
+
+TAIL_QUANTILE = 0.99  # "tail" scale: the spread from the median to this quantile of OK positions
+
+
+def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile of a 1-D tensor (the lower of the two neighbours; torch.quantile is limited
+    to 16M values, a calibration of thousands of images has more)."""
+    k = min(len(values), max(1, round(q * (len(values) - 1)) + 1))
+    return values.kthvalue(k).values
 
 
 def farthest_first(x: torch.Tensor, k: int, gen: torch.Generator, dim: int = 64, block: int = 32) -> torch.Tensor:
