@@ -129,6 +129,9 @@ class DFRConfig(_Common):
                               "both as z-scores against held-out OK images (0 = off; must divide map_size).")
     whole_variance: float = setting(0.97, "With whole_grid: principal components of the whole-image vectors kept "
                                     "for this share of their variance.")
+    whole_global: bool = setting(False, "With whole_grid: also reconstruct each image's mean stage feature vector "
+                                 "(the whole image at one cell) through its principal components; the image "
+                                 "score takes the more unusual of the two whole-image errors.")
     nearest_size: int = setting(0, "Also measure how far each place is from the nearest feature of an OK part: "
                                 "this many feature vectors of the OK training images are kept (0 = off); the "
                                 "heatmap then adds that distance to the reconstruction error, both as z-scores "

@@ -238,35 +238,46 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
 @torch.no_grad()
 def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
                calibration: Sequence[Path], device: torch.device) -> dict:
-    """DFR's whole-image term (engine/models/dfr/whole.py): the principal components of the
-    training images' vectors, then the spread of both score parts on OK images the model was not
-    fitted on — the held-out ones, or else the training images (peaks as they are, whole-image
-    errors each from a fit without it)."""
-    whole, hw = model.whole, (cfg.input_size, cfg.input_size)
+    """DFR's whole-image term (engine/models/dfr/whole.py; at the grid and, with whole_global, at
+    one cell): the principal components of the training images' vectors, then the spread of the
+    score's parts on OK images the model was not fitted on — the held-out ones, or else the
+    training images (peaks as they are, whole-image errors each from a fit without it)."""
+    parts, hw = [w for w in (model.whole, model.whole_global) if w is not None], (cfg.input_size, cfg.input_size)
     held_out = len(calibration) >= MIN_CALIBRATION
-    vecs, peaks = [], []
+    vecs: list[list[torch.Tensor]] = [[] for _ in parts]
+    peaks = []
     for f in batches(0):
         f = f.to(device).float()
-        vecs.append(whole.vectors(f).cpu())
+        for v, whole in zip(vecs, parts):
+            v.append(whole.vectors(f).cpu())
         if not held_out:
             peaks.append(model.judge(f, hw)[2].cpu())
-    vectors = torch.cat(vecs)  # (N, D)
-    pick = torch.randperm(len(vectors), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
-    whole.fit(vectors[pick], cfg.whole_variance)
+    vectors = [torch.cat(v) for v in vecs]  # (N, D) each
+    pick = torch.randperm(len(vectors[0]), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
+    for whole, v in zip(parts, vectors):
+        whole.fit(v[pick], cfg.whole_variance)
     if held_out:
-        cal_peaks, cal_errors = [], []
+        cal_peaks, cal_errors = [], [[] for _ in parts]
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
             f = model.features(x.to(device))
             cal_peaks.append(model.judge(f, hw)[2].cpu())
-            cal_errors.append(whole(f).cpu())
-        whole.calibrate(torch.cat(cal_peaks), torch.cat(cal_errors))
+            for e, whole in zip(cal_errors, parts):
+                e.append(whole(f).cpu())
+        for whole, e in zip(parts, cal_errors):
+            whole.calibrate(torch.cat(cal_peaks), torch.cat(e))
         source = f"{len(calibration)} held-out OK images"
     else:
-        whole.calibrate(torch.cat(peaks), whole.cross_errors(vectors[pick], cfg.whole_variance))
+        for whole, v in zip(parts, vectors):
+            whole.calibrate(torch.cat(peaks), whole.cross_errors(v[pick], cfg.whole_variance))
         source = f"{len(pick)} training images (cross-fitted)"
-    log.info("DFR whole-image term: d=%d of %d, calibrated on %s", whole.basis.shape[1], whole.basis.shape[0], source)
-    return {"whole_dim": int(whole.basis.shape[1]), "whole_calibration": source,
+    whole = model.whole
+    log.info("DFR whole-image term: d=%s, calibrated on %s", " and ".join(
+        f"{w.basis.shape[1]} of {w.basis.shape[0]}" for w in parts), source)
+    info = {"whole_dim": int(whole.basis.shape[1]), "whole_calibration": source,
             "whole_calib_mean": whole.calib_mean.tolist(), "whole_calib_std": whole.calib_std.tolist()}
+    if model.whole_global is not None:
+        info["whole_global_dim"] = int(model.whole_global.basis.shape[1])
+    return info
 
 
 def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.device, progress: Progress,

@@ -296,6 +296,28 @@ def test_the_whole_image_error_joins_the_score_not_the_heatmap(lite0_random) -> 
     assert float(v[..., 2:].abs().sum()) == 0.0 and float(v[..., :2].abs().sum()) > 0
 
 
+def test_whole_global_adds_the_more_unusual_of_the_two_whole_image_errors(lite0_random) -> None:
+    m = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, whole_grid=4, whole_global=True)
+    f_ok = m.features(torch.rand(12, 3, 8, 8))
+    for whole in (m.whole, m.whole_global):
+        whole.fit(whole.vectors(f_ok), 0.9)
+        whole.calibrate(torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2e-3]))
+    assert m.whole_global.mean.shape == (f_ok.shape[1],)  # one cell: the image's mean stage feature vector
+    x = torch.rand(2, 3, 8, 8)
+    f = m.features(x)
+    peak = m.judge(f, (8, 8))[2]
+    z_grid, z_cell = m.whole.z(m.whole(f)), m.whole_global.z(m.whole_global(f))
+    z_peak = (peak - 1.0) / m.whole.calib_std[0]
+    assert torch.allclose(m(x).score, z_peak + torch.maximum(z_grid, z_cell))
+    m.whole_global.calib_mean[1] = -1e6  # the single cell far more unusual: it is what counts
+    assert torch.allclose(m(x).score, z_peak + m.whole_global.z(m.whole_global(f)))
+    m.whole_global.calib_mean[1] = 1e6  # far less: the grid's error as without it
+    assert torch.allclose(m(x).score, z_peak + z_grid)
+    again = dfr(lite0_random, (0, 1), position_norm=True, stage_norm=True, whole_grid=4, whole_global=True)
+    again.load_state_dict(m.state_dict(), strict=True)  # both bases' widths come from the checkpoint
+    assert torch.equal(again(x).score, m(x).score)
+
+
 def test_nearest_ok_feature_flags_a_new_combination_the_memory_never_held() -> None:
     from engine.models.dfr.nearest import NearestOK
 

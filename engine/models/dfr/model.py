@@ -54,6 +54,8 @@ class DFR(AnomalyModel):
                                           position_norm=cfg.position_norm, image_median=cfg.image_median)
         # The whole image's reconstruction error, the score's second half (None: the peak alone).
         self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
+        # The same at one cell (the mean stage features), the larger of the two errors counting.
+        self.whole_global = WholeImage(c, features.map_size, 1) if cfg.whole_grid and cfg.whole_global else None
         # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
         self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight,
                                  cfg.nearest_scale) if cfg.nearest_size else None
@@ -64,7 +66,7 @@ class DFR(AnomalyModel):
         with torch.no_grad():
             f = self.features(x)  # (B, C, m, m) frozen stage features
             amap, score_map, peak = self.judge(f, (x.shape[-2], x.shape[-1]))
-            score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f))
+            score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f), self.global_z(f))
             return Prediction(score=score, anomaly_map=amap, score_map=score_map)
 
     def judge(self, f: torch.Tensor, out_hw: tuple[int, int]) -> tuple:
@@ -82,6 +84,10 @@ class DFR(AnomalyModel):
             return amap, None, self.score(amap)  # one group: its max and its mean are the same map
         score_map = heatmap(self.cfg.score_combine)  # e.g. heatmap = mean of the stages, score = the most unusual stage
         return amap, score_map, self.score(score_map)
+
+    def global_z(self, f: torch.Tensor) -> torch.Tensor | None:
+        """Stage features (B, C, m, m) -> the whole image's error at one cell as a z-score (B,), or None."""
+        return None if self.whole_global is None else self.whole_global.z(self.whole_global(f))
 
     def reconstruction_map(self, f: torch.Tensor) -> torch.Tensor:
         """Stage features (B, C, m, m) -> the reconstruction errors' map (B, m, m) before the
@@ -136,8 +142,9 @@ class DFR(AnomalyModel):
             inside = F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (m, m))[0, 0].numpy() >= 0.5
         self.normaliser.set_region(inside)
         region = None if inside is None else torch.from_numpy(inside).to(device)
-        if self.whole is not None:
-            self.whole.set_region(region)
+        for whole in (self.whole, self.whole_global):
+            if whole is not None:
+                whole.set_region(region)
         if self.nearest is not None:
             self.nearest.set_region(region)
 
@@ -149,8 +156,9 @@ class DFR(AnomalyModel):
         for name in self.LEGACY:
             if prefix + name in state_dict:
                 state_dict[prefix + "normaliser." + name] = state_dict.pop(prefix + name)
-        if self.whole is not None:
-            self.whole.resize_for(state_dict, prefix + "whole.")
+        for name in ("whole", "whole_global"):
+            if getattr(self, name) is not None:
+                getattr(self, name).resize_for(state_dict, prefix + name + ".")
         if self.nearest is not None:
             self.nearest.resize_for(state_dict, prefix + "nearest.")
         for name in ("feat_mean", "feat_std"):

@@ -7,6 +7,11 @@ squared error says how unusual the part is as a whole: a wrong layout, a missing
 component, a large uneven area — defects where each position on its own still looks like some
 OK position, so the heatmap's peak stays low. The image score adds the heatmap's peak and this
 error, each as a z-score against OK images the model was not fitted on (`calibrate`).
+
+With `whole_global` the image is also read at one cell — its mean stage feature vector, what the
+part holds regardless of where — and the larger of the two errors' z-scores counts: the grid
+sees a wrong layout, the single cell a wrong amount (fill level, a colour) that the grid's many
+dimensions dilute.
 """
 
 from __future__ import annotations
@@ -57,9 +62,17 @@ class WholeImage(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.error(self.vectors(f), self.mean, self.basis)
 
-    def fuse(self, peak: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
-        """The image score: the heatmap's peak and the whole-image error as z-scores, added (B,)."""
-        return (peak - self.calib_mean[0]) / self.calib_std[0] + (whole - self.calib_mean[1]) / self.calib_std[1]
+    def fuse(self, peak: torch.Tensor, whole: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        """The image score: the heatmap's peak and the whole-image error as z-scores, added (B,).
+        `other`: another whole-image error's z-score (B,) (`whole_global`); the larger one counts."""
+        z = self.z(whole)
+        if other is not None:
+            z = torch.maximum(z, other)
+        return (peak - self.calib_mean[0]) / self.calib_std[0] + z
+
+    def z(self, whole: torch.Tensor) -> torch.Tensor:
+        """The whole-image error (B,) as a z-score against the OK images it was calibrated on."""
+        return (whole - self.calib_mean[1]) / self.calib_std[1]
 
     @torch.no_grad()
     def fit(self, vectors: torch.Tensor, variance: float) -> None:
