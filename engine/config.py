@@ -247,6 +247,10 @@ _THESIS_DFR = {"backbone": "tf_efficientnet_b6", "input_size": 512}
 # seed spread. Left out, juice is what decides it; each other dataset left out is level (a tie on
 # the three without juice). Screened first on the product's own maps re-fused offline: the 95th to
 # 99.9th percentiles all lift juice (+0.007 to +0.014 pixel); the 99th costs the tiles' pixel least.
+# whole_global (the whole image also at one cell, the larger whole-image z-score counting), seeds
+# 0/1/2 against the default's: juice 0.959/0.968/0.959 (+0.010 each), but the fabric 0.886/0.876/0.872
+# (-0.004, -0.008 at seeds 1-2: beyond its spread, below PaDiM) and the tiles -0.002 each; with juice
+# left out the others would not take it: an option, off.
 # train_positions=0.0625 trains on a random sixteenth of the map positions per step (a quarter until
 # 2026-12-01 night; the 1x1-conv autoencoder treats positions alone, neighbours are near-copies after
 # the local average). Through the product, seeds 0/1/2 (image / pixel), against a quarter (seed 0/1):
