@@ -137,6 +137,22 @@ def test_dfr_nearest_term_weighs_both_maps_on_ok_images_it_was_not_fitted_on(tmp
         closest = float(own.model.nearest(own.model.features(x)).min())
     assert closest < 0.01 * own.info["nearest_calib_mean"][1]  # with them: some cell at ~0 (float16 cache)
 
+def test_dfr_whole_global_is_fitted_and_calibrated_beside_the_grid(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=10)
+    cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", whole_global="true"))
+    for name, calibration in (("held", paths[6:]), ("own", ())):  # held-out images, or cross-fitted
+        run = train(cfg, paths[:6], tmp_path / name, calibration=calibration)
+        model, cell = run.model, run.model.whole_global
+        assert 0 < run.info["whole_global_dim"] == cell.basis.shape[1] <= 6
+        assert cell.mean.shape == (model.features.out_channels,) and float(cell.calib_mean[1]) > 0  # calibrated
+        _, x = next(iter(make_loader(paths[6:], cfg, train=False, batch_size=4)))
+        with torch.no_grad():
+            f = model.features(x)
+            peak = model.judge(f, (64, 64))[2]
+            expect = model.whole.fuse(peak, model.whole(f), cell.z(cell(f)))
+            assert torch.allclose(model(x).score, expect)
+
+
 def _children_named(comm: str) -> list[int]:
     """Live child processes of this process with that command name (Linux /proc)."""
     out = []
