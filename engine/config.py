@@ -134,15 +134,15 @@ class DFRConfig(_Common):
                                  "score takes the more unusual of the two whole-image errors.")
     nearest_size: int = setting(0, "Also measure how far each place is from the nearest feature of an OK part: "
                                 "this many feature vectors of the OK training images are kept (0 = off); the "
-                                "heatmap then adds that distance to the reconstruction error, both as z-scores "
-                                "against held-out OK images.")
+                                "heatmap then adds that distance to the reconstruction error, both put on one "
+                                "scale by held-out OK images (nearest_scale).")
     nearest_grid: int = setting(16, "With nearest_size: the features are average-pooled to nearest_grid x "
                                 "nearest_grid cells for the search (must divide map_size; at least map_size: "
                                 "the map's own positions).")
     nearest_pick: str = setting("even", "With nearest_size: which OK cells are kept — 'even': the same share of "
                                 "each training image, at random; 'coreset': those that cover all training "
                                 "cells best (farthest-first).", ("even", "coreset"))
-    nearest_weight: float = setting(1.0, "With nearest_size: weight of the distance's z-score in the heatmap "
+    nearest_weight: float = setting(1.0, "With nearest_size: weight of the distance's scaled term in the heatmap "
                                     "(the reconstruction's weighs 1).")
     nearest_scale: str = setting("tail", "With nearest_size: how both heatmap terms are put on one scale on held-out "
                                  "OK images — 'tail': less their median, over the spread from there to their 99th "
