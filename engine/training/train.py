@@ -248,31 +248,31 @@ def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], 
     peaks = []
     for f in batches(0):
         f = f.to(device).float()
-        for v, whole in zip(vecs, parts):
-            v.append(whole.vectors(f).cpu())
+        for v, part in zip(vecs, parts):
+            v.append(part.vectors(f).cpu())
         if not held_out:
             peaks.append(model.judge(f, hw)[2].cpu())
     vectors = [torch.cat(v) for v in vecs]  # (N, D) each
     pick = torch.randperm(len(vectors[0]), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
-    for whole, v in zip(parts, vectors):
-        whole.fit(v[pick], cfg.whole_variance)
+    for part, v in zip(parts, vectors):
+        part.fit(v[pick], cfg.whole_variance)
     if held_out:
         cal_peaks, cal_errors = [], [[] for _ in parts]
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
             f = model.features(x.to(device))
             cal_peaks.append(model.judge(f, hw)[2].cpu())
-            for e, whole in zip(cal_errors, parts):
-                e.append(whole(f).cpu())
-        for whole, e in zip(parts, cal_errors):
-            whole.calibrate(torch.cat(cal_peaks), torch.cat(e))
+            for e, part in zip(cal_errors, parts):
+                e.append(part(f).cpu())
+        for part, e in zip(parts, cal_errors):
+            part.calibrate(torch.cat(cal_peaks), torch.cat(e))
         source = f"{len(calibration)} held-out OK images"
     else:
-        for whole, v in zip(parts, vectors):
-            whole.calibrate(torch.cat(peaks), whole.cross_errors(v[pick], cfg.whole_variance))
+        for part, v in zip(parts, vectors):
+            part.calibrate(torch.cat(peaks), part.cross_errors(v[pick], cfg.whole_variance))
         source = f"{len(pick)} training images (cross-fitted)"
     whole = model.whole
     log.info("DFR whole-image term: d=%s, calibrated on %s", " and ".join(
-        f"{w.basis.shape[1]} of {w.basis.shape[0]}" for w in parts), source)
+        f"{part.basis.shape[1]} of {part.basis.shape[0]}" for part in parts), source)
     info = {"whole_dim": int(whole.basis.shape[1]), "whole_calibration": source,
             "whole_calib_mean": whole.calib_mean.tolist(), "whole_calib_std": whole.calib_std.tolist()}
     if model.whole_global is not None:

@@ -253,10 +253,13 @@ def run_and_wait(page: Any, action: Callable[[], Any], timeout_ms: float = DEFAU
     """
     before = page.evaluate("window.__stRuns")
     action()
-    page.wait_for_function(
-        """(before) => window.__stRuns > before && document.querySelector(
-             '[data-testid=stApp][data-test-script-state=notRunning][data-test-connection-state=CONNECTED]')""",
-        arg=before, timeout=timeout_ms)
+    _wait_for_run_after(page, before, timeout_ms)
+
+
+def _wait_for_run_after(page: Any, before: int, timeout_ms: float) -> None:
+    """Wait until a run has finished since the run counter read `before` and the app is idle."""
+    page.wait_for_function(f"(before) => window.__stRuns > before && document.querySelector('{APP_IDLE}')",
+                           arg=before, timeout=timeout_ms)
 
 
 def press_shortcut(page: Any, key: str, tries: int = 3, settle_ms: float = 15_000) -> None:
@@ -279,8 +282,7 @@ def press_shortcut(page: Any, key: str, tries: int = 3, settle_ms: float = 15_00
         except PlaywrightTimeoutError:
             if attempt == tries - 1:
                 raise
-    page.wait_for_function(f"(before) => window.__stRuns > before && document.querySelector('{APP_IDLE}')",
-                           arg=before, timeout=DEFAULT_TIMEOUT_MS)
+    _wait_for_run_after(page, before, DEFAULT_TIMEOUT_MS)
 
 
 def enter_text(page: Any, label: str, value: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:

@@ -98,7 +98,7 @@ class NearestOK(nn.Module):
         """Both maps' centre and scale over the positions inside the ROI of OK images ((N, m, m) each):
         median and 99th percentile less the median ("tail"), or mean and std ("std")."""
         for i, maps in enumerate((recon.double(), dist.double())):
-            values = (maps.flatten() if self.region is None else maps[:, self.region.to(maps.device)]).flatten()
+            values = (maps if self.region is None else maps[:, self.region.to(maps.device)]).flatten()
             if self.scale == "tail":
                 centre = _quantile(values, 0.5)
                 spread = _quantile(values, TAIL_QUANTILE) - centre
@@ -134,8 +134,7 @@ TAIL_QUANTILE = 0.99  # "tail" scale: the spread from the median to this quantil
 def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     """The q-quantile of a 1-D tensor (the lower of the two neighbours; torch.quantile is limited
     to 16M values, a calibration of thousands of images has more)."""
-    k = min(len(values), max(1, round(q * (len(values) - 1)) + 1))
-    return values.kthvalue(k).values
+    return values.kthvalue(round(q * (len(values) - 1)) + 1).values
 
 
 def farthest_first(x: torch.Tensor, k: int, gen: torch.Generator, dim: int = 64, block: int = 32) -> torch.Tensor:
