@@ -26,7 +26,8 @@ def build_features(cfg: DFRConfig, weights: str | None = None) -> StageFeatures:
     from engine.models.dfr import StageFeatures
 
     backbone = create_backbone(cfg.backbone, weights or cfg.backbone_weights)
-    return StageFeatures(backbone, cfg.stages, cfg.map_size, cfg.aggregation, cfg.local_avg)
+    return StageFeatures(backbone, cfg.stages, cfg.map_size, cfg.aggregation, cfg.local_avg,
+                         cfg.fine_stage if cfg.fine_on() else None)
 
 
 def build_dfr(cfg: DFRConfig, features: StageFeatures, latent_dim: int) -> AnomalyModel:

@@ -72,14 +72,19 @@ class FeatureCache:
 
 def feature_pass(features: StageFeatures, loader: DataLoader, device: torch.device, stats: FeatureStats | None,
                  cache: FeatureCache | None, samples_per_image: int, seed: int,
-                 on_batch: Callable[[int, int], None] | None = None) -> None:
-    """One pass over the loader: PCA/standardisation statistics from sampled positions, cache writes."""
+                 on_batch: Callable[[int, int], None] | None = None,
+                 on_fine: Callable[[torch.Tensor], None] | None = None) -> None:
+    """One pass over the loader: PCA/standardisation statistics from sampled positions, cache writes;
+    `on_fine` gets each batch's fine-stage map (B, c, m, m) (StageFeatures.with_fine) in loader order."""
     gen = torch.Generator().manual_seed(seed)
     steps = len(loader)
     use_amp = device.type == "cuda"
     for step, (idx, x) in enumerate(iterate(loader), start=1):
         with torch.autocast(device.type, enabled=use_amp):
-            f = features(x.to(device, non_blocking=True)).float()  # (B, C, m, m)
+            f, fine = features.with_fine(x.to(device, non_blocking=True))
+        f = f.float()  # (B, C, m, m)
+        if on_fine is not None and fine is not None:
+            on_fine(fine.float())
         if stats is not None:
             b, c, h, w = f.shape
             flat = f.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, m*m, C)

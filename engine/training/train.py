@@ -196,11 +196,12 @@ NEAREST_CALIBRATION_IMAGES = 200  # without held-out images: training images who
 
 @torch.no_grad()
 def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]], n: int,
-                 calibration: Sequence[Path], device: torch.device) -> dict:
-    """DFR's nearest-OK-feature term (engine/models/dfr/nearest.py): the memory from the training
-    images, then both heatmap terms' spread on OK images the model was not fitted on — the held-out
-    ones, or else the first training images, each without the memory rows it gave."""
-    nearest = model.nearest
+                 calibration: Sequence[Path], device: torch.device, fine_cells: Sequence[torch.Tensor] = ()) -> dict:
+    """DFR's nearest-OK-feature terms (engine/models/dfr/nearest.py): the memory from the training
+    images, then the heatmap terms' spread on OK images the model was not fitted on — the held-out
+    ones, or else the first training images, each without the memory rows it gave. The fine term
+    (model.fine) the same, from the fine stage's cells of the training images in order (`fine_cells`)."""
+    nearest, fine = model.nearest, model.fine
     held_out = len(calibration) >= MIN_CALIBRATION
     own: list[tuple[torch.Tensor, torch.Tensor]] = []  # (cells, reconstruction map) of training images
 
@@ -213,12 +214,17 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
             yield c
 
     nearest.fit(cells(), n, cfg.nearest_size, cfg.seed, cfg.nearest_pick)
+    if fine is not None:
+        fine.fit((c.to(device).float() for c in fine_cells), n, cfg.fine_size, cfg.seed)
+    fine_dist = []
     if held_out:
         recon, dist = [], []
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
-            f = model.features(x.to(device))
+            f, f_fine = model.features.with_fine(x.to(device))
             recon.append(model.reconstruction_map(f).cpu())
             dist.append(nearest(f).cpu())
+            if fine is not None:
+                fine_dist.append(fine(f_fine).cpu())
         source = f"{len(calibration)} held-out OK images"
     else:  # each training image's distance without its own memory rows (with one image: with them)
         recon, dist, start = [], [], 0
@@ -227,12 +233,25 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
             recon.append(r.cpu())
             dist.append(nearest.distances(c, ids if n > 1 else None).cpu())
             start += len(c)
+        if fine is not None:  # the same images: the first ones, in order
+            first = 0
+            for c in fine_cells:
+                if first >= start:
+                    break
+                ids = torch.arange(first, first + len(c), device=device)
+                fine_dist.append(fine.distances(c.to(device).float(), ids if n > 1 else None).cpu())
+                first += len(c)
         source = f"{start} training images (without their own memory rows)"
     nearest.calibrate(torch.cat(recon), torch.cat(dist))
     nearest.owner = None
     log.info("DFR nearest-feature term: %d OK vectors, calibrated on %s", len(nearest.memory), source)
-    return {"nearest_memory": len(nearest.memory), "nearest_calibration": source,
+    info = {"nearest_memory": len(nearest.memory), "nearest_calibration": source,
             "nearest_calib_mean": nearest.calib_mean.tolist(), "nearest_calib_std": nearest.calib_std.tolist()}
+    if fine is not None:
+        fine.calibrate(None, torch.cat(fine_dist))
+        fine.owner = None
+        info |= {"fine_memory": len(fine.memory), "fine_calib": [float(fine.calib_mean[1]), float(fine.calib_std[1])]}
+    return info
 
 
 @torch.no_grad()
@@ -285,6 +304,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
+    from engine.models.dfr.nearest import grid_cells
     from engine.training.feature_cache import FeatureCache, feature_pass
 
     feats = build_features(cfg).to(device)
@@ -293,11 +313,13 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     clock = _Clock(progress, cfg.epochs, {"features": n, "pca": 0.0, "train": cfg.epochs * n, "statistics": n,
                                           "evaluation": eval_images})
     stats = FeatureStats(c)
+    fine_cells: list[torch.Tensor] = []  # (B, P, c) float16: the fine stage's cells of the training images, in order
     try:
         feature_pass(feats, make_loader(paths, cfg, train=True, shuffle=False), device, stats, cache,
                      cfg.pca_samples_per_image, cfg.seed,
                      lambda step, steps: clock.tick(n / steps, epoch=0, step=step, steps=steps,
-                                                    loss=float("nan"), phase="features"))
+                                                    loss=float("nan"), phase="features"),
+                     lambda fine: fine_cells.append(grid_cells(fine, m // cfg.fine_cells()).half().cpu()))
         pca_d = stats.latent_dim(cfg.pca_variance, standardised=cfg.feature_standardise)
         d = min(cfg.latent_dim or pca_d, c)
         clock.tick(0, epoch=0, step=1, steps=1, loss=float("nan"), phase="pca")
@@ -336,7 +358,8 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
                 clock.tick(x.shape[0] / passes, epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
 
         model.normaliser.fit(errors, n)
-        nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device)
+        nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device,
+                                                                fine_cells)
         whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device)
     finally:
         if cache is not None:

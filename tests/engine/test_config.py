@@ -130,7 +130,10 @@ def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
     dfr = config_to_dict(PRESETS["dfr"].config)
     assert score_rule(dfr).startswith("Heatmap: the reconstruction error plus the distance to the nearest feature "
                                       "of an OK part")  # the nearest-feature term
-    assert "Image score: the largest value of the heatmap plus how unusual the image is as a whole" in score_rule(dfr)
+    assert "sharpened where it is already high by a finer backbone stage" in score_rule(dfr)  # the fine term
+    assert "Image score: the largest value of the heatmap before that sharpening plus how unusual the image is as a " \
+           "whole" in score_rule(dfr)
+    assert "sharpen" not in score_rule(dfr | {"fine_weight": 0})
     local = dfr | {"whole_grid": 0, "nearest_size": 0}
     assert score_rule(local) == "Image score: largest value of the heatmap."  # the stages' mean, both
     fine = local | {"score_combine": "max"}  # the most unusual stage

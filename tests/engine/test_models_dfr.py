@@ -420,3 +420,56 @@ def test_the_nearest_feature_term_joins_the_heatmap_and_round_trips(lite0_random
     cells = m.nearest.cells(f_ok)[:, m.nearest.inside]  # (10, 8, C) the cells inside
     member = (m.nearest.memory[:, None, None] == cells[None]).all(-1).any(-1).any(-1)
     assert bool(member.all())
+
+
+def test_the_fine_stage_is_tapped_in_the_same_pass_and_leaves_the_stages_map_as_it_was(lite0_random) -> None:
+    plain, both = features(lite0_random, (1, 4), 8), features(lite0_random, (1, 4), 8, fine_stage=2)
+    x = torch.rand(2, 3, 64, 64)
+    f, fine = both.with_fine(x)
+    assert both.fine_channels == 40 and fine.shape == (2, 40, 8, 8) and plain.with_fine(x)[1] is None
+    assert torch.allclose(f, plain(x), atol=1e-5) and torch.allclose(both(x), f)  # the stages' map unchanged
+    stage2 = features(lite0_random, (2,), 8)(x)
+    assert torch.allclose(fine, stage2, atol=1e-5)  # brought to the map as a stage of its own would be
+    with pytest.raises(ValueError, match="unknown stage"):
+        features(lite0_random, (1,), 8, fine_stage=9)
+
+
+def test_the_fine_term_sharpens_the_heatmap_only_where_it_is_already_high() -> None:
+    from engine.models.dfr.nearest import NearestOK
+
+    term = NearestOK(channels=3, map_size=8, grid=8, weight=2.0)
+    term.calibrate(None, torch.rand(4, 8, 8))  # OK distances uniform 0-1: median ~0.5, top ~1
+    assert term.calib_mean[0] == 0 and term.calib_std[0] == 1  # no reconstruction term here: left as is
+    heat = torch.zeros(1, 8, 8)
+    heat[0, 2:6, 2:6] = 3.0  # a blob on the coarse heatmap, four positions wide
+    dist = torch.full((1, 8, 8), float(term.calib_mean[1]))  # the fine stage: OK everywhere ...
+    dist[0, 4, :] = float(term.calib_mean[1] + 5 * term.calib_std[1])  # ... but one thin line, far from OK
+    out = term.refine(heat, dist)
+    assert torch.allclose(out[0, 4, 2:6], torch.full((4,), 6.0))  # on the line inside the blob: at most doubled
+    assert torch.allclose(out[0, 3, 2:6], torch.full((4,), 3.0), atol=1e-5)  # the blob beside it stays
+    assert float(out[0, 4, 0]) == 0.0 and float(out[0, 4, 7]) == 0.0  # the line where the heatmap is quiet: nothing
+    assert heat[0, 4, 2] == heat[0, 3, 2] and out[0, 4, 2] > out[0, 3, 2]  # the line now stands out of the blob
+
+
+def test_the_fine_term_joins_the_heatmap_not_the_score_and_round_trips(lite0_random) -> None:
+    cfg = DFRConfig(stages=(1,), map_size=8, input_size=32, position_norm=True, stage_norm=True, nearest_size=40,
+                    nearest_grid=4, fine_weight=2.0, fine_stage=2, fine_grid=8)
+    build = lambda: DFR(cfg, features(lite0_random, cfg.stages, cfg.map_size, fine_stage=cfg.fine_stage), 4).eval()
+    m = build()
+    f_ok, fine_ok = m.features.with_fine(torch.rand(10, 3, 32, 32))
+    m.nearest.fit(iter([m.nearest.cells(f_ok)]), n=10, size=40, seed=0)
+    m.nearest.calibrate(m.reconstruction_map(f_ok), m.nearest(f_ok))
+    m.fine.fit(iter([m.fine.cells(fine_ok)]), n=10, size=40, seed=0)
+    m.fine.calibrate(None, m.fine(fine_ok))
+    x = torch.rand(2, 3, 32, 32)
+    f, fine = m.features.with_fine(x)
+    pred = m(x)
+    heat = m.nearest.fuse(m.reconstruction_map(f), m.nearest(f))
+    up = lambda a: torch.nn.functional.interpolate(a[:, None], size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(pred.anomaly_map, up(m.fine.refine(heat, m.fine(fine))), atol=1e-5)
+    assert torch.allclose(pred.score_map, up(heat), atol=1e-5)  # the score's map: without the fine term
+    assert torch.allclose(pred.score, pred.score_map.flatten(1).amax(1))
+    assert not torch.allclose(pred.anomaly_map, pred.score_map)
+    again = build()
+    again.load_state_dict(m.state_dict(), strict=True)  # the fine memory's length comes from the checkpoint
+    assert again.fine.memory.shape == (40, 40) and torch.equal(again(x).anomaly_map, pred.anomaly_map)

@@ -137,6 +137,29 @@ def test_dfr_nearest_term_weighs_both_maps_on_ok_images_it_was_not_fitted_on(tmp
         closest = float(own.model.nearest(own.model.features(x)).min())
     assert closest < 0.01 * own.info["nearest_calib_mean"][1]  # with them: some cell at ~0 (float16 cache)
 
+def test_dfr_fine_term_is_fitted_from_the_feature_pass_and_calibrated_on_unseen_ok_images(tmp_path) -> None:
+    paths = _write_images(tmp_path / "imgs", n=10)
+    cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", nearest_size="600", nearest_grid="8",
+                                            fine_grid="16", fine_size="300"))
+    assert cfg.fine_on() and cfg.fine_weight == 2.0 and cfg.fine_stage == 2  # the dfr preset's
+    held = train(cfg, paths[:6], tmp_path / "held", calibration=paths[6:])
+    fine = held.model.fine
+    assert held.info["fine_memory"] == 6 * 50 == len(fine.memory) and fine.memory.shape[1] == 40  # 50 an image
+    _, x = next(iter(make_loader(paths[6:], cfg, train=False, batch_size=4)))
+    with torch.no_grad():
+        dist = fine(held.model.features.with_fine(x)[1]).flatten().sort().values
+    at = [round(q * (len(dist) - 1)) for q in (0.5, 0.99)]  # the tail scale of the held-out images' distances
+    assert held.info["fine_calib"] == pytest.approx([float(dist[at[0]]), float(dist[at[1]] - dist[at[0]])], abs=1e-4)
+    assert float(dist[0]) > 0  # none of their cells is in the memory
+    with torch.no_grad():
+        pred = held.model(x)
+    assert pred.score_map is not None and not torch.allclose(pred.anomaly_map, pred.score_map)
+    # without held-out images: the training images, each without the memory rows it gave
+    own = train(cfg, paths[:6], tmp_path / "own")
+    assert own.info["fine_calib"][0] > 0.5 * held.info["fine_calib"][0]  # not the ~0 of its own rows
+    assert own.model.fine.owner is None and held.model.fine.owner is None  # training-time only
+
+
 def test_dfr_whole_global_is_fitted_and_calibrated_beside_the_grid(tmp_path) -> None:
     paths = _write_images(tmp_path / "imgs", n=10)
     cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", whole_global="true"))

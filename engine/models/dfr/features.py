@@ -5,6 +5,8 @@ i + 1 = blocks[i]); `prune_intermediate_layers` drops what follows the last stag
 stage output is brought straight to the m × m map — adaptive average pooling when larger,
 bilinear resizing when smaller ("ours"), or the thesis' way: upsample to the input size, then
 average-pool ("thesis", slow) — then a local average, then the stages are concatenated.
+An optional finer `fine_stage` is tapped in the same pass and brought to the map on its own
+(`with_fine`): DFR's heatmap sharpens with it, nothing else sees it.
 """
 
 from __future__ import annotations
@@ -21,24 +23,27 @@ class StageFeatures(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, stages: tuple[int, ...], map_size: int,
-                 aggregation: str = "ours", local_avg: int = 3) -> None:
+                 aggregation: str = "ours", local_avg: int = 3, fine_stage: int | None = None) -> None:
         super().__init__()
         if not hasattr(backbone, "blocks") or not hasattr(backbone, "forward_intermediates"):
             raise ValueError(f"backbone {type(backbone).__name__} is not a timm EfficientNet (no blocks / "
                              "forward_intermediates)")
         n = len(backbone.blocks)
-        bad = [s for s in stages if not 0 <= s < n]
+        bad = [s for s in (*stages, *(() if fine_stage is None else (fine_stage,))) if not 0 <= s < n]
         if bad:
             raise ValueError(f"backbone has stages 0..{n - 1}; unknown stage(s) {bad}")
         self.stages, self.map_size = tuple(sorted(stages)), map_size
         self.aggregation, self.local_avg = aggregation, local_avg
-        self.taps = [s + 1 for s in self.stages]  # timm's extra_blocks indices
+        self.fine_stage = fine_stage
+        tapped = sorted({*self.stages, *(() if fine_stage is None else (fine_stage,))})
+        self.taps = [s + 1 for s in tapped]  # timm's extra_blocks indices
         backbone.prune_intermediate_layers(self.taps, prune_head=True, extra_blocks=True)
         # Channels-last (NHWC) weights and input: oneDNN / cuDNN run EfficientNet's convolutions
         # ~2x faster so (2-core CPU: 4 images at 256² 245 -> 119 ms); results equal up to rounding.
         self.backbone = backbone.to(memory_format=torch.channels_last)
         # channels as the blocks declare them (timm's feature_info of the block's output)
-        self.channels = [int(backbone.blocks[s][-1].feature_info("bottleneck")["num_chs"]) for s in self.stages]
+        self.channels = [self._stage_channels(backbone, s) for s in self.stages]
+        self.fine_channels = 0 if fine_stage is None else self._stage_channels(backbone, fine_stage)
         mean = torch.tensor(getattr(backbone, "norm_mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
         std = torch.tensor(getattr(backbone, "norm_std", (0.229, 0.224, 0.225)), dtype=torch.float32)
         self.register_buffer("mean", mean.view(1, 3, 1, 1))
@@ -48,6 +53,10 @@ class StageFeatures(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
 
+    @staticmethod
+    def _stage_channels(backbone: nn.Module, stage: int) -> int:
+        return int(backbone.blocks[stage][-1].feature_info("bottleneck")["num_chs"])
+
     @property
     def out_channels(self) -> int:
         return sum(self.channels)
@@ -56,7 +65,7 @@ class StageFeatures(nn.Module):
         return super().train(False)  # frozen: BatchNorm statistics stay the pretrained ones
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The raw outputs of the used stages, at their own resolutions."""
+        """The raw outputs of the tapped stages (the fine one among them), at their own resolutions."""
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return self.backbone.forward_intermediates(x, indices=self.taps,
                                                    intermediates_only=True, extra_blocks=True, stop_early=True)
@@ -83,7 +92,15 @@ class StageFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aggregate(self.stage_outputs(x), (x.shape[-2], x.shape[-1]))  # (B, C, m, m)
+        return self.with_fine(x)[0]  # (B, C, m, m)
+
+    @torch.no_grad()
+    def with_fine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, H, W) -> the stages' map (B, C, m, m) and the fine stage's (B, c, m, m) (None without one)."""
+        hw = (x.shape[-2], x.shape[-1])
+        outs = dict(zip([t - 1 for t in self.taps], self.stage_outputs(x)))
+        fine = None if self.fine_stage is None else self._to_map(outs[self.fine_stage], hw).float()
+        return self.aggregate([outs[s] for s in self.stages], hw), fine
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Checkpoints written before the backbone became a submodule held its layers directly."""

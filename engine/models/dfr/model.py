@@ -59,30 +59,38 @@ class DFR(AnomalyModel):
         # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
         self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight,
                                  cfg.nearest_scale) if cfg.nearest_size else None
+        # The same on a finer stage, sharpening the heatmap (None: off); the score does not see it.
+        self.fine = NearestOK(features.fine_channels, features.map_size, cfg.fine_cells(), cfg.fine_weight,
+                              cfg.nearest_scale) if features.fine_channels and self.nearest is not None else None
         self.register_buffer("score_index", None, persistent=False)  # pixels the score looks at
         self.on_roi_change()
 
     def forward(self, x: torch.Tensor) -> Prediction:
         with torch.no_grad():
-            f = self.features(x)  # (B, C, m, m) frozen stage features
-            amap, score_map, peak = self.judge(f, (x.shape[-2], x.shape[-1]))
+            f, fine = self.features.with_fine(x)  # (B, C, m, m) frozen stage features, the fine stage's or None
+            amap, score_map, peak = self.judge(f, (x.shape[-2], x.shape[-1]), fine)
             score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f), self.global_z(f))
             return Prediction(score=score, anomaly_map=amap, score_map=score_map)
 
-    def judge(self, f: torch.Tensor, out_hw: tuple[int, int]) -> tuple:
-        """Stage features (B, C, m, m) -> heatmap (B, H, W), the map the peak is taken from when
-        it is another one (else None), and that peak (B,)."""
+    def judge(self, f: torch.Tensor, out_hw: tuple[int, int], fine: torch.Tensor | None = None) -> tuple:
+        """Stage features (B, C, m, m) (and the fine stage's, (B, c, m, m)) -> heatmap (B, H, W), the
+        map the peak is taken from when it is another one (else None), and that peak (B,)."""
         maps = self.normaliser(self.errors(f))  # (B, G, m, m) how unusual each error is
         dist = None if self.nearest is None else self.nearest(f)  # (B, m, m) how far from any OK feature
 
         def heatmap(how: str) -> torch.Tensor:
             recon = combine(maps, how)
-            return self.upsample(recon if dist is None else self.nearest.fuse(recon, dist), out_hw)
+            return recon if dist is None else self.nearest.fuse(recon, dist)  # (B, m, m)
 
-        amap = heatmap(self.cfg.stage_combine)  # (B, H, W) the heatmap
-        if self.cfg.score_combine in ("map", self.cfg.stage_combine) or maps.shape[1] == 1:
-            return amap, None, self.score(amap)  # one group: its max and its mean are the same map
-        score_map = heatmap(self.cfg.score_combine)  # e.g. heatmap = mean of the stages, score = the most unusual stage
+        heat = heatmap(self.cfg.stage_combine)  # (B, m, m) the heatmap before the fine term
+        separate = self.cfg.score_combine not in ("map", self.cfg.stage_combine) and maps.shape[1] > 1
+        score_map = self.upsample(heatmap(self.cfg.score_combine) if separate else heat, out_hw)
+        if fine is not None and self.fine is not None:  # sharper; the score's map stays as it was
+            amap = self.upsample(self.fine.refine(heat, self.fine(fine)), out_hw)
+        elif separate:  # e.g. heatmap = mean of the stages, score = the most unusual stage
+            amap = self.upsample(heat, out_hw)
+        else:  # the heatmap is the score's map (one group: its max and its mean are the same map)
+            return score_map, None, self.score(score_map)
         return amap, score_map, self.score(score_map)
 
     def global_z(self, f: torch.Tensor) -> torch.Tensor | None:
@@ -145,8 +153,9 @@ class DFR(AnomalyModel):
         for whole in (self.whole, self.whole_global):
             if whole is not None:
                 whole.set_region(region)
-        if self.nearest is not None:
-            self.nearest.set_region(region)
+        for near in (self.nearest, self.fine):
+            if near is not None:
+                near.set_region(region)
 
     LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
 
@@ -159,8 +168,9 @@ class DFR(AnomalyModel):
         for name in ("whole", "whole_global"):
             if getattr(self, name) is not None:
                 getattr(self, name).resize_for(state_dict, prefix + name + ".")
-        if self.nearest is not None:
-            self.nearest.resize_for(state_dict, prefix + "nearest.")
+        for name in ("nearest", "fine"):
+            if getattr(self, name) is not None:
+                getattr(self, name).resize_for(state_dict, prefix + name + ".")
         for name in ("feat_mean", "feat_std"):
             if prefix + name not in state_dict:
                 state_dict[prefix + name] = getattr(self, name).detach().clone()

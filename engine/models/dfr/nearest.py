@@ -18,6 +18,13 @@ top 1 % of OK positions reach z-scores above 3.2, the distance's above 1.9 only,
 the distance alone is lost among the reconstruction's OK peaks. The tail scale puts both terms' OK
 tops at 1, from OK images alone (there the distance weighs 1.8x what the z-scores give it; on the
 fabric, whose two terms' tails are alike, 0.95x).
+
+The same search on a finer backbone stage (`fine_weight`; DFR's `fine` module) sharpens the
+heatmap (`refine`): the deep stages see a thin scratch as a blob four times its width, so the
+clean pixels beside it score as high as the scratch. The fine stage's scaled distance, weighted,
+is added, at most the heatmap's own value there: where the heatmap is quiet the fine stage's own
+texture noise cannot raise it, where it is high the places the fine stage also finds rise above
+their neighbours. It changes the heatmap only, never the image score.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ class NearestOK(nn.Module):
 
     def cells(self, f: torch.Tensor) -> torch.Tensor:
         """(B, C, m, m) -> (B, g*g, C): the features of each grid cell."""
-        return F.avg_pool2d(f.float(), self.kernel).flatten(2).transpose(1, 2)
+        return grid_cells(f, self.kernel)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """(B, C, m, m) -> (B, m, m)."""
@@ -68,6 +75,11 @@ class NearestOK(nn.Module):
         """The heatmap (B, m, m): reconstruction map and distance map on their OK scales, weighted, added."""
         z_recon = (recon - self.calib_mean[0]) / self.calib_std[0]
         return z_recon + self.weight * (dist - self.calib_mean[1]) / self.calib_std[1]
+
+    def refine(self, heat: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """As the fine term: the heatmap (B, m, m) plus this distance map (B, m, m) on its OK scale,
+        weighted, at most the heatmap's own value at each position."""
+        return heat + torch.minimum(self.weight * (dist - self.calib_mean[1]) / self.calib_std[1], heat)
 
     @torch.no_grad()
     def fit(self, cells: Iterable[torch.Tensor], n: int, size: int, seed: int, pick: str = "even") -> None:
@@ -94,10 +106,14 @@ class NearestOK(nn.Module):
         self.owner = owner.to(self.memory.device)
 
     @torch.no_grad()
-    def calibrate(self, recon: torch.Tensor, dist: torch.Tensor) -> None:
-        """Both maps' centre and scale over the positions inside the ROI of OK images ((N, m, m) each):
-        median and 99th percentile less the median ("tail"), or mean and std ("std")."""
-        for i, maps in enumerate((recon.double(), dist.double())):
+    def calibrate(self, recon: torch.Tensor | None, dist: torch.Tensor) -> None:
+        """Both maps' centre and scale over the positions inside the ROI of OK images ((N, m, m) each;
+        the fine term has no reconstruction map: None): median and 99th percentile less the median
+        ("tail"), or mean and std ("std")."""
+        for i, maps in enumerate((recon, dist)):
+            if maps is None:
+                continue
+            maps = maps.double()
             values = (maps if self.region is None else maps[:, self.region.to(maps.device)]).flatten()
             if self.scale == "tail":
                 centre = _quantile(values, 0.5)
@@ -126,6 +142,11 @@ class NearestOK(nn.Module):
         memory = state_dict.get(prefix + "memory")
         if memory is not None:
             self.memory = torch.zeros_like(memory, device=self.calib_mean.device)
+
+
+def grid_cells(f: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(B, C, m, m) -> (B, (m/kernel)², C): the features average-pooled to kernel x kernel cells."""
+    return F.avg_pool2d(f.float(), kernel).flatten(2).transpose(1, 2)
 
 
 TAIL_QUANTILE = 0.99  # "tail" scale: the spread from the median to this quantile of OK positions
