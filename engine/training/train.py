@@ -313,7 +313,9 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     clock = _Clock(progress, cfg.epochs, {"features": n, "pca": 0.0, "train": cfg.epochs * n, "statistics": n,
                                           "evaluation": eval_images})
     stats = FeatureStats(c)
-    fine_cells: list[torch.Tensor] = []  # (B, P, c) float16: the fine stage's cells of the training images, in order
+    # (B, P, c) float16: the fine stage's cells of the training images, in order, all kept until the
+    # memory is drawn from them (80 KB a training image at the default: 1024 cells x 40 channels)
+    fine_cells: list[torch.Tensor] = []
     try:
         feature_pass(feats, make_loader(paths, cfg, train=True, shuffle=False), device, stats, cache,
                      cfg.pca_samples_per_image, cfg.seed,
