@@ -84,7 +84,7 @@ def feature_pass(features: StageFeatures, loader: DataLoader, device: torch.devi
             f, fine = features.with_fine(x.to(device, non_blocking=True))
         f = f.float()  # (B, C, m, m)
         if on_fine is not None and fine is not None:
-            on_fine(fine.float())
+            on_fine(fine)
         if stats is not None:
             b, c, h, w = f.shape
             flat = f.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, m*m, C)

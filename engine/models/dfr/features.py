@@ -92,15 +92,19 @@ class StageFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.with_fine(x)[0]  # (B, C, m, m)
+        outs = self._by_stage(x)
+        return self.aggregate([outs[s] for s in self.stages], (x.shape[-2], x.shape[-1]))  # (B, C, m, m)
 
     @torch.no_grad()
     def with_fine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, 3, H, W) -> the stages' map (B, C, m, m) and the fine stage's (B, c, m, m) (None without one)."""
-        hw = (x.shape[-2], x.shape[-1])
-        outs = dict(zip([t - 1 for t in self.taps], self.stage_outputs(x)))
+        hw, outs = (x.shape[-2], x.shape[-1]), self._by_stage(x)
         fine = None if self.fine_stage is None else self._to_map(outs[self.fine_stage], hw).float()
         return self.aggregate([outs[s] for s in self.stages], hw), fine
+
+    def _by_stage(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The tapped stages' raw outputs by stage index."""
+        return dict(zip([t - 1 for t in self.taps], self.stage_outputs(x)))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         """Checkpoints written before the backbone became a submodule held its layers directly."""
