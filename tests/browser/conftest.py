@@ -262,27 +262,27 @@ def _wait_for_run_after(page: Any, before: int, timeout_ms: float) -> None:
                            arg=before, timeout=timeout_ms)
 
 
-def press_shortcut(page: Any, key: str, tries: int = 3, settle_ms: float = 15_000) -> None:
-    """Press a key bound with Streamlit's `shortcut=`, then wait for the rerun it causes.
+def press_shortcut(page: Any, key: str, shows: Any, tries: int = 3, settle_ms: float = 15_000) -> None:
+    """Press a key bound with Streamlit's `shortcut=` until `shows` (a locator) is visible.
 
     Streamlit (de)registers a button's key binding when the button (re)mounts, which can lag the
-    end of the previous run on a loaded machine: a key pressed in that gap does nothing at all.
-    So the key is pressed again, up to `tries` times, but only while no run has started since
-    the last press (a press that did act is never repeated, so a double step still fails the
-    test's own check).
+    end of the previous run on a loaded machine: a key pressed in that gap does nothing at all,
+    even while some other run (a component's value, the previous key's rerun) is under way. So
+    the test names what the key must bring up; when it has not appeared `settle_ms` after a
+    press and the app is idle again, the key is pressed again, up to `tries` times. A press that
+    acted is not repeated once its outcome shows, so a double step still fails the test.
     """
-    started = """(before) => window.__stRuns > before || !!document.querySelector(
-                   '[data-testid=stApp][data-test-script-state=running]')"""
-    before = page.evaluate("window.__stRuns")
-    for attempt in range(tries):
+    for _ in range(tries):
         page.keyboard.press(key)
         try:
-            page.wait_for_function(started, arg=before, timeout=settle_ms)
-            break
+            shows.wait_for(state="visible", timeout=settle_ms)
         except PlaywrightTimeoutError:
-            if attempt == tries - 1:
-                raise
-    _wait_for_run_after(page, before, DEFAULT_TIMEOUT_MS)
+            wait_for_app(page)  # a run the press did start ends before the outcome is judged
+            if not shows.is_visible():
+                continue
+        wait_for_app(page)
+        return
+    raise AssertionError(f"key {key!r} pressed {tries} times; what it should show never appeared")
 
 
 def enter_text(page: Any, label: str, value: str, timeout_ms: float = DEFAULT_TIMEOUT_MS) -> None:

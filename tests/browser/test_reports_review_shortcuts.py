@@ -106,12 +106,10 @@ def test_arrow_keys_step_through_the_datasets_image_panel(app_page: Any, app_ser
     run_and_wait(page, tiles.first.click)
     drawer = page.get_by_role("dialog")
     expect(drawer.get_by_text(first, exact=True).first).to_be_visible()
-    press_shortcut(page, "ArrowRight")
+    press_shortcut(page, "ArrowRight", shows=page.get_by_role("dialog").get_by_text(second, exact=True).first)
     assert_no_exception(page)
-    expect(page.get_by_role("dialog").get_by_text(second, exact=True).first).to_be_visible(timeout=30_000)
     screenshot(page, "datasets_arrow_key")
-    press_shortcut(page, "ArrowLeft")
-    expect(page.get_by_role("dialog").get_by_text(first, exact=True).first).to_be_visible(timeout=30_000)
+    press_shortcut(page, "ArrowLeft", shows=page.get_by_role("dialog").get_by_text(first, exact=True).first)
 
 
 def test_annotate_keys_step_images_and_pick_tools(app_page: Any, app_server: AppServer) -> None:
@@ -123,11 +121,8 @@ def test_annotate_keys_step_images_and_pick_tools(app_page: Any, app_server: App
     total = int(counter.inner_text().split("/")[1])
     assert counter.inner_text().startswith("1 /") and total > 1
     wait_for_app(page)
-    press_shortcut(page, "f")
+    press_shortcut(page, "f", shows=page.get_by_text(f"2 / {total}", exact=True))
     assert_no_exception(page)
-    expect(page.get_by_text(f"2 / {total}", exact=True)).to_be_visible(timeout=30_000)
-    press_shortcut(page, "e")
-    expect(page.get_by_text("Eraser shape")).to_be_visible(timeout=30_000)  # only the eraser has a shape picker
+    press_shortcut(page, "e", shows=page.get_by_text("Eraser shape"))  # only the eraser has a shape picker
     screenshot(page, "annotate_keys")
-    press_shortcut(page, "d")
-    expect(page.get_by_text(f"1 / {total}", exact=True)).to_be_visible(timeout=30_000)
+    press_shortcut(page, "d", shows=page.get_by_text(f"1 / {total}", exact=True))
