@@ -15,7 +15,7 @@ import streamlit as st
 from engine.config import CONFIG_TYPES, PRESETS, field_choices, field_help
 
 HIDDEN = ("model", "preset")
-MAIN = {"ae": ("input_size", "epochs", "batch_size", "lr", "device", "enhance"),
+MAIN = {"ae": ("input_size", "epochs", "batch_size", "lr", "ae_map", "device", "enhance"),
         "dfr": ("input_size", "epochs", "batch_size", "lr", "backbone", "map_size", "score", "device", "enhance")}
 LABELS = {
     "input_size": "Input size (px)", "lr": "Learning rate", "map_size": "Feature map size",
@@ -31,6 +31,8 @@ LABELS = {
     "stage_norm": "Z-score per stage", "stage_combine": "Combine stages by", "train_positions": "Positions per step",
     "image_median": "Subtract image median", "score_combine": "Score: combine stages by",
     "auto_threshold": "Automatic threshold rule", "auto_review_band": "Automatic review band",
+    "ae_map": "Anomaly map", "map_backbone": "Map backbone", "map_weights": "Map backbone weights",
+    "map_stages": "Map backbone stages", "map_blur": "Map blur (px)",
 }
 
 

@@ -14,10 +14,19 @@ if TYPE_CHECKING:
 __all__ = ["AnomalyModel", "Prediction", "build_ae", "build_features", "build_dfr"]
 
 
-def build_ae(cfg: AEConfig) -> AnomalyModel:
-    from engine.models.ae import RevisedAutoencoder
+def build_ae(cfg: AEConfig, weights: str | None = None) -> AnomalyModel:
+    """The autoencoder; with ae_map=features its judge's frozen backbone too (`weights` overrides
+    cfg.map_weights)."""
+    from engine.models.ae import FeatureJudge, RevisedAutoencoder
 
-    return RevisedAutoencoder(cfg)
+    if cfg.ae_map != "features":
+        return RevisedAutoencoder(cfg)
+    from engine.models.backbones import create_backbone
+    from engine.models.dfr import StageFeatures
+
+    backbone = create_backbone(cfg.map_backbone, weights or cfg.map_weights)
+    features = StageFeatures(backbone, cfg.map_stages, cfg.input_size // 4, local_avg=1)
+    return RevisedAutoencoder(cfg, FeatureJudge(features, cfg.map_blur))
 
 
 def build_features(cfg: DFRConfig, weights: str | None = None) -> StageFeatures:

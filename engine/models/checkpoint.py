@@ -68,11 +68,12 @@ def model_from_checkpoint(obj: dict[str, Any]) -> tuple[nn.Module, AEConfig | DF
 
     cfg = config_from_dict(obj["config"])
     sd = obj["state_dict"]
+    from engine.models.backbones import FROM_CHECKPOINT
+
     if cfg.model == "ae":
-        model = build_ae(cfg)
+        model = build_ae(cfg, weights=FROM_CHECKPOINT)
     else:
         latent = obj.get("info", {}).get("latent_dim") or sd["cae.encoder.6.weight"].shape[0]
-        from engine.models.backbones import FROM_CHECKPOINT
 
         model = build_dfr(cfg, build_features(cfg, weights=FROM_CHECKPOINT), int(latent))
     model.load_state_dict(sd, strict=True)

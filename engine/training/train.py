@@ -77,7 +77,7 @@ def _optimizer(cfg: AEConfig | DFRConfig, params: Iterator[torch.nn.Parameter], 
 # 0.18 s/img, evaluation 0.026). A phase's own measured rate replaces its prior once it runs;
 # later phases are scaled from it.
 PHASE_COST = {"features": 1.0, "pca": 0.0, "train": 0.2, "statistics": 1.9, "evaluation": 2.5}
-AE_PHASE_COST = {"train": 1.0, "evaluation": 0.15}
+AE_PHASE_COST = {"train": 1.0, "statistics": 0.4, "evaluation": 0.15}
 
 
 class _Clock:
@@ -157,14 +157,32 @@ def _train_ae(cfg: AEConfig, paths: list[Path], device: torch.device, progress: 
     model = build_ae(cfg).to(device)
     _set_roi(model, roi)
     loader = make_loader(paths, cfg, train=True)
-    clock = _Clock(progress, cfg.epochs, {"train": cfg.epochs * len(paths), "evaluation": eval_images},
-                   AE_PHASE_COST)
+    plan = {"train": cfg.epochs * len(paths), "statistics": len(paths) if model.judge is not None else 0,
+            "evaluation": eval_images}
+    clock = _Clock(progress, cfg.epochs, plan, AE_PHASE_COST)
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
         return (x for _, x in iterate(loader))
 
     history = _train_loop(cfg, model, batches, len(loader), model.loss, device, clock)
-    return model, history, {}
+    return model, history, _fit_judge(cfg, model, paths, device, clock) if model.judge is not None else {}
+
+
+@torch.no_grad()
+def _fit_judge(cfg: AEConfig, model: torch.nn.Module, paths: list[Path], device: torch.device, clock: _Clock) -> dict:
+    """The 'features' map's OK statistics: each stage's feature error per position on the training
+    images, reconstructed by the trained model (as they are, without augmentation)."""
+    def errors() -> Iterator[torch.Tensor]:
+        for _, x in iterate(make_loader(paths, cfg, train=False, shuffle=False)):
+            x = x.to(device)
+            yield model.judge.stage_errors(x, model.reconstruct(x))
+            clock.tick(x.shape[0], epoch=cfg.epochs, step=1, steps=1, loss=float("nan"), phase="statistics")
+
+    n = model.judge.fit(errors())
+    log.info("AE feature map: stages %s, OK statistics from %d training images", cfg.map_stages, n)
+    features = model.judge.features
+    return {"map_statistics": f"{n} training images", "weights_sha256": features.weights_sha256,
+            "weights_source": features.weights_source}
 
 
 def _position_picker(cfg: DFRConfig, m: int) -> Callable[[], np.ndarray | None]:

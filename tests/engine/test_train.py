@@ -30,16 +30,19 @@ def _write_images(folder, n: int = 6, size=(80, 72)) -> list:
 
 
 CONFIGS = {
-    "ae": {"input_size": "64", "epochs": "1", "batch_size": "2", "num_workers": "0", "device": "cpu"},
+    "ae": {"input_size": "64", "epochs": "1", "batch_size": "2", "num_workers": "0", "device": "cpu",
+           "map_weights": "random"},
     "dfr": {"input_size": "64", "map_size": "16", "epochs": "1", "batch_size": "2", "num_workers": "0",
             "backbone_weights": "random", "device": "cpu", "enhance": "true", "enhance_train_share": "0.5"},
 }
 
 
-@pytest.mark.parametrize("model", ["ae", "dfr"])
+@pytest.mark.parametrize("model", ["ae", "ae-pixel", "dfr"])
 def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str) -> None:
     paths = _write_images(tmp_path / "imgs")
-    cfg = make_config(model, overrides=CONFIGS[model])
+    pixel = model == "ae-pixel"  # the thesis' map: no feature statistics to fit
+    model = "ae" if pixel else model
+    cfg = make_config(model, overrides=CONFIGS[model] | ({"ae_map": "pixel"} if pixel else {}))
     roi = np.ones((64, 64), dtype=bool)
     roi[:, :8] = False
     seen: list[TrainProgress] = []
@@ -47,7 +50,7 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
     assert result.checkpoint.is_file() and result.epochs == 1 and np.isfinite(result.final_loss)
     assert result.device == "cpu" and result.info["train_images"] == [str(p) for p in paths]  # none held out
     assert len(result.info["train_images"]) == 6 and result.info["image_rule"]
-    last = "train" if model == "ae" else "statistics"  # DFR: the error statistics pass comes last
+    last = "train" if pixel else "statistics"  # the OK statistics pass comes last
     assert seen and seen[-1].fraction == pytest.approx(1.0) and seen[-1].phase == last
     # the ETA covers the evaluation that follows: the last tick still has seconds left for it
     assert seen[-1].eta_s is not None and seen[-1].eta_s > 0
@@ -56,6 +59,11 @@ def test_train_writes_a_checkpoint_that_reloads_identically(tmp_path, model: str
         assert [p.phase for p in seen][0] == "features" and "pca" in {p.phase for p in seen}
         assert 1 <= result.info["latent_dim"] <= 464 and result.info["weights_source"] == "random"
         assert not list((tmp_path / "run").glob("feature_cache*"))  # disposable cache removed
+    if model == "ae" and not pixel:
+        assert result.info["map_statistics"] == "6 training images" and result.info["weights_source"] == "random"
+        assert float(result.model.judge.mean.abs().sum()) > 0  # fitted on the trained model's reconstructions
+    if pixel:
+        assert result.model.judge is None and "map_statistics" not in result.info
     ckpt = load_checkpoint(result.checkpoint)
     assert {"state_dict", "config", "epoch", "metrics", "roi", "info"} <= ckpt.keys()
     loaded, loaded_cfg = load_model(result.checkpoint, device="cpu")
