@@ -37,7 +37,8 @@ with c1:
 ds = next(c for c in counts if c.name == name)
 model = c2.radio("Model family", list(MODEL_NAMES), format_func=MODEL_NAMES.__getitem__, key="train_model",
                  horizontal=True, help="Both learn from OK images only. DFR reconstructs pretrained "
-                 "EfficientNet features (usually stronger); the autoencoder reconstructs pixels.")
+                 "EfficientNet features (usually stronger); the autoencoder reconstructs pixels (its default "
+                 "judges the reconstruction in pretrained features).")
 presets = [name for name, p in PRESETS.items() if p.model == model]
 preset = c3.selectbox("Preset", presets, key=f"train_preset_{model}",
                       help="Starting values; every field below can be changed.")

@@ -60,7 +60,7 @@ def test_gallery_filters_fp_fn_and_detail(trained_copy: Copy) -> None:
         # the detail shows the first (highest-scoring) image of the filter
         first = int(sc.image_ids[np.flatnonzero(out == kind)[0]])
         assert f"image id {first}" in texts(at)
-        assert "Image score: the mean of the" in " ".join(c.value for c in at.caption)  # how the score is made
+        assert "Image score: the largest value of the heatmap" in " ".join(c.value for c in at.caption)  # how the score is made
         assert {"**Original**", "**Heatmap**", "**Ground truth**", "**Predicted mask**"} <= {m.value for m in at.markdown}
         assert "**Score map**" not in {m.value for m in at.markdown}  # the AE's score comes from its heatmap
         assert _images(at) >= len(badges) + 3  # tiles + original, heatmap, predicted mask

@@ -140,6 +140,11 @@ def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
     assert "combined by their max" in score_rule(fine) and "its peak is not the score" in score_rule(fine)
     literal = config_to_dict(PRESETS["dfr-128"].config)
     assert score_rule(literal) == "Image score: largest value of the heatmap."
-    assert "mean of the 375 largest pixel errors" in score_rule(config_to_dict(PRESETS["ae"].config))  # 1500 at 512²
+    ae = config_to_dict(PRESETS["ae"].config)
+    assert score_rule(ae).startswith("Heatmap: where the reconstruction differs from the image in a pretrained "
+                                     "network's features") and score_rule(ae).endswith("the largest value of the heatmap.")
+    thesis = score_rule(ae | {"ae_map": "pixel", "topk_at_512": 1500})
+    assert thesis == "Image score: the mean of the 375 largest values of the heatmap (the squared pixel error of " \
+                     "the reconstruction)."  # 1500 at 512²
     assert score_rule(fine | {"image_rule": {"resize": "stretch"}}) == score_rule(fine)  # a run's stored config
     assert score_rule({"model": "cnn"}) == ""  # unreadable stored config: nothing to say
