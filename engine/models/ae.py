@@ -99,7 +99,7 @@ class FeatureJudge(nn.Module):
     @torch.no_grad()
     def stage_errors(self, x: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) input and reconstruction -> (B, S, m, m) per-stage feature errors."""
-        diff = (self.features(x) - self.features(rec.to(x.dtype))) ** 2  # (B, C, m, m)
+        diff = (self.features(x) - self.features(rec)) ** 2  # (B, C, m, m)
         return torch.stack([d.mean(dim=1) for d in diff.split(self.features.channels, dim=1)], dim=1)
 
     def fit(self, errors: Iterable[torch.Tensor]) -> int:
