@@ -144,6 +144,10 @@ class DFRConfig(_Common):
     whole_global: bool = setting(False, "With whole_grid: also reconstruct each image's mean stage feature vector "
                                  "(the whole image at one cell) through its principal components; the image "
                                  "score takes the more unusual of the two whole-image errors.")
+    global_stages: tuple[int, ...] = setting((), "With whole_global: the backbone stages (indices into blocks[]) "
+                                             "whose outputs, each averaged over the image, make that one cell's "
+                                             "vector — deeper and shallower than `stages` as well (empty: the "
+                                             "map's stages, as until 2026-12-02).")
     nearest_size: int = setting(0, "Also measure how far each place is from the nearest feature of an OK part: "
                                 "this many feature vectors of the OK training images are kept (0 = off); the "
                                 "heatmap then adds that distance to the reconstruction error, both put on one "
@@ -325,7 +329,8 @@ _THESIS_DFR = {"backbone": "tf_efficientnet_b6", "input_size": 512}
 # A 64th (seed 0, before the backbone ran channels-last): the fabric 0.880 against a sixteenth's 0.883
 # then, the others within 0.001: not taken. Fewer epochs do not pay: 5 (cosine schedule) lost image AUROC on all four (juice -0.018).
 _DFR_DEFAULT = {"stages": (4, 5), "position_norm": True, "stage_norm": True, "image_median": True,
-                "train_positions": 0.0625, "whole_grid": 8, "nearest_size": 16384, "fine_weight": 2.0}
+                "train_positions": 0.0625, "whole_grid": 8, "nearest_size": 16384, "fine_weight": 2.0,
+                "whole_global": True, "global_stages": (3, 4, 5, 6)}
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ae", "ae", "CPU default: the thesis autoencoder at 256², 25 epochs, its reconstruction judged in a "
@@ -406,6 +411,9 @@ def _validate(cfg: Config) -> None:
            "stage_norm=true needs position_norm=true (it normalises each stage's map per position)")
     _check(cfg.whole_grid >= 0 and (cfg.whole_grid == 0 or cfg.map_size % cfg.whole_grid == 0),
            f"whole_grid must be 0 or divide map_size {cfg.map_size}, got {cfg.whole_grid}")
+    _check(not cfg.global_stages or (min(cfg.global_stages) >= 0 and len(set(cfg.global_stages)) ==
+                                     len(cfg.global_stages)),
+           f"global_stages must be distinct non-negative indices, got {cfg.global_stages}")
     _check(0.0 < cfg.whole_variance <= 1.0, f"whole_variance must be in (0, 1], got {cfg.whole_variance}")
     _check(cfg.nearest_size >= 0, f"nearest_size must be 0 or more, got {cfg.nearest_size}")
     cells = cfg.nearest_cells()
@@ -528,7 +536,8 @@ def score_rule(stored: dict[str, Any]) -> str:
             "one scale set by held-out OK parts" + (", sharpened where it is already high by a finer backbone "
             "stage's distance to OK features" if cfg.fine_on() else "") + ". ") if cfg.nearest_size else ""
     if cfg.whole_grid:
-        return (f"{heat}Image score: the {rule} plus how unusual the image is as a whole (its features "
-                "reconstructed as one vector), each as a z-score against held-out OK parts: a part unusual as a "
-                "whole scores high with a quiet heatmap.")
+        whole = ("its features reconstructed as one vector, laid out on a grid and averaged over the image, the more "
+                 "unusual of the two counting") if cfg.whole_global else "its features reconstructed as one vector"
+        return (f"{heat}Image score: the {rule} plus how unusual the image is as a whole ({whole}), each as a "
+                "z-score against held-out OK parts: a part unusual as a whole scores high with a quiet heatmap.")
     return f"{heat}Image score: {rule}, so its peak is not the score." if separate else f"{heat}Image score: {rule}."

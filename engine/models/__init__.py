@@ -35,8 +35,9 @@ def build_features(cfg: DFRConfig, weights: str | None = None) -> StageFeatures:
     from engine.models.dfr import StageFeatures
 
     backbone = create_backbone(cfg.backbone, weights or cfg.backbone_weights)
+    pooled = cfg.global_stages if cfg.whole_grid and cfg.whole_global else ()
     return StageFeatures(backbone, cfg.stages, cfg.map_size, cfg.aggregation, cfg.local_avg,
-                         cfg.fine_stage if cfg.fine_on() else None)
+                         cfg.fine_stage if cfg.fine_on() else None, pooled)
 
 
 def build_dfr(cfg: DFRConfig, features: StageFeatures, latent_dim: int) -> AnomalyModel:

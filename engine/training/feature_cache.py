@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine.models.dfr import FeatureStats, StageFeatures
+from engine.models.dfr.features import Taps
 from engine.training.data import iterate
 
 log = logging.getLogger(__name__)
@@ -73,18 +74,19 @@ class FeatureCache:
 def feature_pass(features: StageFeatures, loader: DataLoader, device: torch.device, stats: FeatureStats | None,
                  cache: FeatureCache | None, samples_per_image: int, seed: int,
                  on_batch: Callable[[int, int], None] | None = None,
-                 on_fine: Callable[[torch.Tensor], None] | None = None) -> None:
+                 on_taps: Callable[[Taps], None] | None = None) -> None:
     """One pass over the loader: PCA/standardisation statistics from sampled positions, cache writes;
-    `on_fine` gets each batch's fine-stage map (B, c, m, m) (StageFeatures.with_fine) in loader order."""
+    `on_taps` gets each batch's backbone taps (StageFeatures.tapped: the fine stage's map, the pooled
+    stages' grid) in loader order."""
     gen = torch.Generator().manual_seed(seed)
     steps = len(loader)
     use_amp = device.type == "cuda"
     for step, (idx, x) in enumerate(iterate(loader), start=1):
         with torch.autocast(device.type, enabled=use_amp):
-            f, fine = features.with_fine(x.to(device, non_blocking=True))
-        f = f.float()  # (B, C, m, m)
-        if on_fine is not None and fine is not None:
-            on_fine(fine)
+            taps = features.tapped(x.to(device, non_blocking=True))
+        f = taps.map.float()  # (B, C, m, m)
+        if on_taps is not None:
+            on_taps(taps)
         if stats is not None:
             b, c, h, w = f.shape
             flat = f.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, m*m, C)

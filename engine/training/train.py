@@ -274,21 +274,27 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
 
 @torch.no_grad()
 def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
-               calibration: Sequence[Path], device: torch.device) -> dict:
+               calibration: Sequence[Path], device: torch.device, pooled: Sequence[torch.Tensor] = ()) -> dict:
     """DFR's whole-image term (engine/models/dfr/whole.py; at the grid and, with whole_global, at
     one cell): the principal components of the training images' vectors, then the spread of the
     score's parts on OK images the model was not fitted on — the held-out ones, or else the
-    training images (peaks as they are, whole-image errors each from a fit without it)."""
+    training images (peaks as they are, whole-image errors each from a fit without it). `pooled`:
+    the pooled stages' grids of the training images (global_stages), which the single cell reads."""
     parts, hw = [w for w in (model.whole, model.whole_global) if w is not None], (cfg.input_size, cfg.input_size)
+    from_pooled = [part is model.whole_global and bool(pooled) for part in parts]
     held_out = len(calibration) >= MIN_CALIBRATION
     vecs: list[list[torch.Tensor]] = [[] for _ in parts]
     peaks = []
     for f in batches(0):
         f = f.to(device).float()
-        for v, part in zip(vecs, parts):
-            v.append(part.vectors(f).cpu())
+        for v, part, use in zip(vecs, parts, from_pooled):
+            if not use:
+                v.append(part.vectors(f).cpu())
         if not held_out:
             peaks.append(model.judge(f, hw)[2].cpu())
+    for v, part, use in zip(vecs, parts, from_pooled):
+        if use:
+            v.extend(part.vectors(p.to(device).float()).cpu() for p in pooled)
     vectors = [torch.cat(v) for v in vecs]  # (N, D) each
     pick = torch.randperm(len(vectors[0]), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
     for part, v in zip(parts, vectors):
@@ -296,10 +302,10 @@ def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], 
     if held_out:
         cal_peaks, cal_errors = [], [[] for _ in parts]
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
-            f = model.features(x.to(device))
+            f, _, grid = model.features.tapped(x.to(device))
             cal_peaks.append(model.judge(f, hw)[2].cpu())
             for e, part in zip(cal_errors, parts):
-                e.append(part(f).cpu())
+                e.append(part(model.global_input(f, grid) if part is model.whole_global else f).cpu())
         for part, e in zip(parts, cal_errors):
             part.calibrate(torch.cat(cal_peaks), torch.cat(e))
         source = f"{len(calibration)} held-out OK images"
@@ -322,6 +328,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
+    from engine.models.dfr.features import Taps
     from engine.models.dfr.nearest import grid_cells
     from engine.training.feature_cache import FeatureCache, feature_pass
 
@@ -334,12 +341,21 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     # (B, P, c) float16: the fine stage's cells of the training images, in order, all kept until the
     # memory is drawn from them (80 KB a training image at the default: 1024 cells x 40 channels)
     fine_cells: list[torch.Tensor] = []
+    # (B, P, g, g) float16: the pooled stages' grids for the whole-image term's single cell (global_stages;
+    # 90 KB a training image at the default: stages 3-6, 704 channels x 8 x 8)
+    pooled: list[torch.Tensor] = []
+
+    def keep(taps: Taps) -> None:
+        if taps.fine is not None:
+            fine_cells.append(grid_cells(taps.fine, m // cfg.fine_cells()).half().cpu())
+        if taps.pooled is not None:
+            pooled.append(taps.pooled.half().cpu())
+
     try:
         feature_pass(feats, make_loader(paths, cfg, train=True, shuffle=False), device, stats, cache,
                      cfg.pca_samples_per_image, cfg.seed,
                      lambda step, steps: clock.tick(n / steps, epoch=0, step=step, steps=steps,
-                                                    loss=float("nan"), phase="features"),
-                     lambda fine: fine_cells.append(grid_cells(fine, m // cfg.fine_cells()).half().cpu()))
+                                                    loss=float("nan"), phase="features"), keep)
         pca_d = stats.latent_dim(cfg.pca_variance, standardised=cfg.feature_standardise)
         d = min(cfg.latent_dim or pca_d, c)
         clock.tick(0, epoch=0, step=1, steps=1, loss=float("nan"), phase="pca")
@@ -380,7 +396,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
         model.normaliser.fit(errors, n)
         nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device,
                                                                 fine_cells)
-        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device)
+        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device, pooled)
     finally:
         if cache is not None:
             cache.delete()

@@ -133,6 +133,8 @@ def test_score_rule_says_when_the_heatmap_peak_is_not_the_score() -> None:
     assert "sharpened where it is already high by a finer backbone stage" in score_rule(dfr)  # the fine term
     assert "Image score: the largest value of the heatmap before that sharpening plus how unusual the image is as a " \
            "whole" in score_rule(dfr)
+    assert "averaged over the image, the more unusual of the two counting" in score_rule(dfr)  # whole_global
+    assert "averaged" not in score_rule(dfr | {"whole_global": False})
     assert "sharpen" not in score_rule(dfr | {"fine_weight": 0})
     local = dfr | {"whole_grid": 0, "nearest_size": 0}
     assert score_rule(local) == "Image score: largest value of the heatmap."  # the stages' mean, both

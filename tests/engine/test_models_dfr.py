@@ -434,6 +434,39 @@ def test_the_fine_stage_is_tapped_in_the_same_pass_and_leaves_the_stages_map_as_
         features(lite0_random, (1,), 8, fine_stage=9)
 
 
+def test_global_stages_give_the_single_cell_the_image_mean_of_other_stages(lite0_random) -> None:
+    from engine.models.dfr.features import POOLED_GRID
+
+    cfg = DFRConfig(stages=(1,), map_size=8, input_size=64, position_norm=True, stage_norm=True, whole_grid=4,
+                    whole_global=True, global_stages=(2, 5))
+    m = DFR(cfg, features(lite0_random, cfg.stages, 8, pooled_stages=cfg.global_stages), 4).eval()
+    x = torch.rand(2, 3, 64, 64)
+    f, fine, grid = m.features.tapped(x)
+    assert fine is None and grid.shape == (2, 40 + 192, POOLED_GRID, POOLED_GRID)
+    assert torch.allclose(f, features(lite0_random, (1,), 8)(x), atol=1e-5)  # the stages' map as without them
+    raw = features(lite0_random, (2,), 8).stage_outputs(x)[0]  # (2, 40, 16, 16) stage 2 as the backbone gives it
+    assert torch.allclose(grid[:, :40].mean((2, 3)), raw.float().mean((2, 3)), atol=1e-5)  # the grid keeps its mean
+    ok = m.features.tapped(torch.rand(12, 3, 64, 64))
+    m.whole.fit(m.whole.vectors(ok.map), 0.9)
+    m.whole_global.fit(m.whole_global.vectors(ok.pooled), 0.9)
+    assert m.whole_global.mean.shape == (232,)  # the pooled stages' channels, not the map's 24
+    for whole in (m.whole, m.whole_global):
+        whole.calibrate(torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2e-3]))
+    peak = m.judge(f, (64, 64))[2]
+    z_cell = m.whole_global.z(m.whole_global(grid))
+    expect = (peak - 1.0) / m.whole.calib_std[0] + torch.maximum(m.whole.z(m.whole(f)), z_cell)
+    assert torch.allclose(m(x).score, expect)
+    roi = torch.zeros(64, 64, dtype=torch.bool)
+    roi[:, :32] = True
+    m.set_roi(roi)  # the single cell averages the pooled grid inside the ROI only
+    v = m.whole_global.vectors(grid * torch.arange(POOLED_GRID).view(1, 1, 1, -1).ge(POOLED_GRID // 2))
+    assert float(v.abs().sum()) == 0.0 and float(m.whole_global.vectors(grid).abs().sum()) > 0
+    again = DFR(cfg, features(lite0_random, cfg.stages, 8, pooled_stages=cfg.global_stages), 4).eval()
+    again.load_state_dict(m.state_dict(), strict=True)
+    again.set_roi(roi)
+    assert torch.equal(again(x).score, m(x).score)
+
+
 def test_the_fine_term_sharpens_the_heatmap_only_where_it_is_already_high() -> None:
     from engine.models.dfr.nearest import NearestOK
 

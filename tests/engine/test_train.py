@@ -168,20 +168,27 @@ def test_dfr_fine_term_is_fitted_from_the_feature_pass_and_calibrated_on_unseen_
     assert own.model.fine.owner is None and held.model.fine.owner is None  # training-time only
 
 
-def test_dfr_whole_global_is_fitted_and_calibrated_beside_the_grid(tmp_path) -> None:
+@pytest.mark.parametrize("global_stages", ["", "3,6"])
+def test_dfr_whole_global_is_fitted_and_calibrated_beside_the_grid(tmp_path, global_stages: str) -> None:
     paths = _write_images(tmp_path / "imgs", n=10)
-    cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", whole_global="true"))
+    cfg = make_config("dfr", overrides=dict(CONFIGS["dfr"], enhance="false", whole_global="true",
+                                            global_stages=global_stages))
     for name, calibration in (("held", paths[6:]), ("own", ())):  # held-out images, or cross-fitted
         run = train(cfg, paths[:6], tmp_path / name, calibration=calibration)
         model, cell = run.model, run.model.whole_global
         assert 0 < run.info["whole_global_dim"] == cell.basis.shape[1] <= 6
-        assert cell.mean.shape == (model.features.out_channels,) and float(cell.calib_mean[1]) > 0  # calibrated
+        channels = 80 + 320 if global_stages else model.features.out_channels  # the pooled stages' or the map's
+        assert cell.mean.shape == (channels,) and float(cell.calib_mean[1]) > 0  # calibrated
         _, x = next(iter(make_loader(paths[6:], cfg, train=False, batch_size=4)))
+        _, ok = next(iter(make_loader(paths[:6], cfg, train=False, batch_size=6)))
         with torch.no_grad():
-            f = model.features(x)
+            f, _, grid = model.features.tapped(x)
+            single = grid if global_stages else f  # what the single cell averages
             peak = model.judge(f, (64, 64))[2]
-            expect = model.whole.fuse(peak, model.whole(f), cell.z(cell(f)))
+            expect = model.whole.fuse(peak, model.whole(f), cell.z(cell(single)))
             assert torch.allclose(model(x).score, expect)
+            fitted = cell(model.global_input(*model.features.tapped(ok)[::2]))  # its PCA is the training images'
+            assert float(fitted.max()) < float(cell(single).min())
 
 
 def _children_named(comm: str) -> list[int]:

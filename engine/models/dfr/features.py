@@ -6,14 +6,28 @@ stage output is brought straight to the m × m map — adaptive average pooling 
 bilinear resizing when smaller ("ours"), or the thesis' way: upsample to the input size, then
 average-pool ("thesis", slow) — then a local average, then the stages are concatenated.
 An optional finer `fine_stage` is tapped in the same pass and brought to the map on its own
-(`with_fine`): DFR's heatmap sharpens with it, nothing else sees it.
+(`tapped`): DFR's heatmap sharpens with it, nothing else sees it. Optional `pooled_stages` are
+tapped too and each average-pooled to a POOLED_GRID² grid: the whole-image term's single cell
+(`global_stages`) is their mean over the image.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+POOLED_GRID = 8  # cells a side the pooled stages are brought to (Lite0's deepest stage at 256²: 8 x 8)
+
+
+class Taps(NamedTuple):
+    """What one backbone pass gives: the stages' map, the fine stage's map, the pooled stages' grid."""
+    map: torch.Tensor  # (B, C, m, m)
+    fine: torch.Tensor | None  # (B, c, m, m)
+    pooled: torch.Tensor | None  # (B, P, POOLED_GRID, POOLED_GRID)
 
 
 class StageFeatures(nn.Module):
@@ -23,19 +37,21 @@ class StageFeatures(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, stages: tuple[int, ...], map_size: int,
-                 aggregation: str = "ours", local_avg: int = 3, fine_stage: int | None = None) -> None:
+                 aggregation: str = "ours", local_avg: int = 3, fine_stage: int | None = None,
+                 pooled_stages: tuple[int, ...] = ()) -> None:
         super().__init__()
         if not hasattr(backbone, "blocks") or not hasattr(backbone, "forward_intermediates"):
             raise ValueError(f"backbone {type(backbone).__name__} is not a timm EfficientNet (no blocks / "
                              "forward_intermediates)")
         n = len(backbone.blocks)
-        bad = [s for s in (*stages, *(() if fine_stage is None else (fine_stage,))) if not 0 <= s < n]
+        extra = (*(() if fine_stage is None else (fine_stage,)), *pooled_stages)
+        bad = [s for s in (*stages, *extra) if not 0 <= s < n]
         if bad:
             raise ValueError(f"backbone has stages 0..{n - 1}; unknown stage(s) {bad}")
         self.stages, self.map_size = tuple(sorted(stages)), map_size
         self.aggregation, self.local_avg = aggregation, local_avg
-        self.fine_stage = fine_stage
-        tapped = sorted({*self.stages, *(() if fine_stage is None else (fine_stage,))})
+        self.fine_stage, self.pooled_stages = fine_stage, tuple(sorted(pooled_stages))
+        tapped = sorted({*self.stages, *extra})
         self.taps = [s + 1 for s in tapped]  # timm's extra_blocks indices
         backbone.prune_intermediate_layers(self.taps, prune_head=True, extra_blocks=True)
         # Channels-last (NHWC) weights and input: oneDNN / cuDNN run EfficientNet's convolutions
@@ -44,6 +60,7 @@ class StageFeatures(nn.Module):
         # channels as the blocks declare them (timm's feature_info of the block's output)
         self.channels = [self._stage_channels(backbone, s) for s in self.stages]
         self.fine_channels = 0 if fine_stage is None else self._stage_channels(backbone, fine_stage)
+        self.pooled_channels = sum(self._stage_channels(backbone, s) for s in self.pooled_stages)
         mean = torch.tensor(getattr(backbone, "norm_mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
         std = torch.tensor(getattr(backbone, "norm_std", (0.229, 0.224, 0.225)), dtype=torch.float32)
         self.register_buffer("mean", mean.view(1, 3, 1, 1))
@@ -96,11 +113,18 @@ class StageFeatures(nn.Module):
         return self.aggregate([outs[s] for s in self.stages], (x.shape[-2], x.shape[-1]))  # (B, C, m, m)
 
     @torch.no_grad()
-    def with_fine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, H, W) -> the stages' map (B, C, m, m) and the fine stage's (B, c, m, m) (None without one)."""
+    def tapped(self, x: torch.Tensor) -> Taps:
+        """(B, 3, H, W) -> the stages' map, the fine stage's map and the pooled stages' grid (None
+        without a fine stage / pooled stages), from one backbone pass."""
         hw, outs = (x.shape[-2], x.shape[-1]), self._by_stage(x)
         fine = None if self.fine_stage is None else self._to_map(outs[self.fine_stage], hw).float()
-        return self.aggregate([outs[s] for s in self.stages], hw), fine
+        pooled = torch.cat([F.adaptive_avg_pool2d(outs[s], POOLED_GRID) for s in self.pooled_stages],
+                           dim=1).float() if self.pooled_stages else None
+        return Taps(self.aggregate([outs[s] for s in self.stages], hw), fine, pooled)
+
+    def with_fine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, H, W) -> the stages' map (B, C, m, m) and the fine stage's (B, c, m, m) (None without one)."""
+        return self.tapped(x)[:2]
 
     def _by_stage(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """The tapped stages' raw outputs by stage index."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from engine.config import DFRConfig
 from engine.models.base import AnomalyModel, Prediction
-from engine.models.dfr.features import StageFeatures
+from engine.models.dfr.features import POOLED_GRID, StageFeatures
 from engine.models.dfr.nearest import NearestOK
 from engine.models.dfr.normaliser import ErrorNormaliser
 from engine.models.dfr.whole import WholeImage
@@ -54,8 +54,11 @@ class DFR(AnomalyModel):
                                           position_norm=cfg.position_norm, image_median=cfg.image_median)
         # The whole image's reconstruction error, the score's second half (None: the peak alone).
         self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
-        # The same at one cell (the mean stage features), the larger of the two errors counting.
-        self.whole_global = WholeImage(c, features.map_size, 1) if cfg.whole_grid and cfg.whole_global else None
+        # The same at one cell (the mean features of global_stages, else of the map's stages), the
+        # larger of the two errors counting.
+        self.whole_global = None if not (cfg.whole_grid and cfg.whole_global) else \
+            WholeImage(features.pooled_channels, POOLED_GRID, 1) if features.pooled_stages else \
+            WholeImage(c, features.map_size, 1)
         # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
         self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight,
                                  cfg.nearest_scale) if cfg.nearest_size else None
@@ -67,9 +70,10 @@ class DFR(AnomalyModel):
 
     def forward(self, x: torch.Tensor) -> Prediction:
         with torch.no_grad():
-            f, fine = self.features.with_fine(x)  # (B, C, m, m) frozen stage features, the fine stage's or None
+            # (B, C, m, m) frozen stage features; the fine stage's map and the pooled stages' grid or None
+            f, fine, pooled = self.features.tapped(x)
             amap, score_map, peak = self.judge(f, (x.shape[-2], x.shape[-1]), fine)
-            score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f), self.global_z(f))
+            score = peak if self.whole is None else self.whole.fuse(peak, self.whole(f), self.global_z(f, pooled))
             return Prediction(score=score, anomaly_map=amap, score_map=score_map)
 
     def judge(self, f: torch.Tensor, out_hw: tuple[int, int], fine: torch.Tensor | None = None) -> tuple:
@@ -93,9 +97,16 @@ class DFR(AnomalyModel):
             return score_map, None, self.score(score_map)
         return amap, score_map, self.score(score_map)
 
-    def global_z(self, f: torch.Tensor) -> torch.Tensor | None:
-        """Stage features (B, C, m, m) -> the whole image's error at one cell as a z-score (B,), or None."""
-        return None if self.whole_global is None else self.whole_global.z(self.whole_global(f))
+    def global_z(self, f: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor | None:
+        """Stage features (B, C, m, m) and the pooled stages' grid (B, P, g, g) or None -> the whole
+        image's error at one cell as a z-score (B,), or None without whole_global."""
+        if self.whole_global is None:
+            return None
+        return self.whole_global.z(self.whole_global(self.global_input(f, pooled)))
+
+    def global_input(self, f: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        """What the single cell averages: the pooled stages' grid with global_stages, else the map."""
+        return pooled if self.features.pooled_stages else f
 
     def reconstruction_map(self, f: torch.Tensor) -> torch.Tensor:
         """Stage features (B, C, m, m) -> the reconstruction errors' map (B, m, m) before the
@@ -144,18 +155,25 @@ class DFR(AnomalyModel):
             valid = valid & inner
         device = self.feat_mean.device
         self.score_index = None if valid.all() else torch.as_tensor(np.flatnonzero(valid), device=device)
-        inside = None
-        if self.roi is not None:
-            m = self.features.map_size
-            inside = F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (m, m))[0, 0].numpy() >= 0.5
-        self.normaliser.set_region(inside)
-        region = None if inside is None else torch.from_numpy(inside).to(device)
+        self.normaliser.set_region(self.roi_cells(self.features.map_size))
+        region = self.region_at(self.features.map_size)
         for whole in (self.whole, self.whole_global):
-            if whole is not None:
-                whole.set_region(region)
+            if whole is not None:  # each at its own cells (the single cell of pooled stages: POOLED_GRID)
+                whole.set_region(self.region_at(whole.inside.shape[-1]))
         for near in (self.nearest, self.fine):
             if near is not None:
                 near.set_region(region)
+
+    def roi_cells(self, size: int) -> np.ndarray | None:
+        """(size, size) bool of the cells mostly inside the ROI (None: no ROI)."""
+        if self.roi is None:
+            return None
+        return F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (size, size))[0, 0].numpy() >= 0.5
+
+    def region_at(self, size: int) -> torch.Tensor | None:
+        """The same as a tensor on the model's device."""
+        cells = self.roi_cells(size)
+        return None if cells is None else torch.from_numpy(cells).to(self.feat_mean.device)
 
     LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
 

@@ -8,10 +8,12 @@ component, a large uneven area — defects where each position on its own still 
 OK position, so the heatmap's peak stays low. The image score adds the heatmap's peak and this
 error, each as a z-score against OK images the model was not fitted on (`calibrate`).
 
-With `whole_global` the image is also read at one cell — its mean stage feature vector, what the
-part holds regardless of where — and the larger of the two errors' z-scores counts: the grid
-sees a wrong layout, the single cell a wrong amount (fill level, a colour) that the grid's many
-dimensions dilute.
+With `whole_global` the image is also read at one cell — its mean feature vector, what the part
+holds regardless of where — and the larger of the two errors' z-scores counts: the grid sees a
+wrong layout, the single cell a wrong amount (fill level, a colour, a large uneven area) that the
+grid's many dimensions dilute. The single cell reads the backbone stages `global_stages` (the
+default: blocks.3-6, shallower and deeper than the map's), each averaged over the image from a
+POOLED_GRID² grid (features.py); without them, the map's stages.
 """
 
 from __future__ import annotations
