@@ -55,10 +55,11 @@ class DFR(AnomalyModel):
         # The whole image's reconstruction error, the score's second half (None: the peak alone).
         self.whole = WholeImage(c, features.map_size, cfg.whole_grid) if cfg.whole_grid else None
         # The same at one cell (the mean features of global_stages, else of the map's stages), the
-        # larger of the two errors counting.
-        self.whole_global = None if not (cfg.whole_grid and cfg.whole_global) else \
-            WholeImage(features.pooled_channels, POOLED_GRID, 1) if features.pooled_stages else \
-            WholeImage(c, features.map_size, 1)
+        # larger of the two errors counting (None: off).
+        self.whole_global = None
+        if cfg.whole_grid and cfg.whole_global:
+            self.whole_global = WholeImage(features.pooled_channels, POOLED_GRID, 1) if features.pooled_stages \
+                else WholeImage(c, features.map_size, 1)
         # The distance to the nearest OK feature, the heatmap's second term (None: reconstruction alone).
         self.nearest = NearestOK(c, features.map_size, cfg.nearest_cells(), cfg.nearest_weight,
                                  cfg.nearest_scale) if cfg.nearest_size else None
