@@ -274,14 +274,14 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
 
 @torch.no_grad()
 def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], Iterator[torch.Tensor]],
-               calibration: Sequence[Path], device: torch.device, pooled: Sequence[torch.Tensor] = ()) -> dict:
+               calibration: Sequence[Path], device: torch.device, single: Sequence[torch.Tensor] = ()) -> dict:
     """DFR's whole-image term (engine/models/dfr/whole.py; at the grid and, with whole_global, at
     one cell): the principal components of the training images' vectors, then the spread of the
     score's parts on OK images the model was not fitted on — the held-out ones, or else the
-    training images (peaks as they are, whole-image errors each from a fit without it). `pooled`:
-    the pooled stages' grids of the training images (global_stages), which the single cell reads."""
+    training images (peaks as they are, whole-image errors each from a fit without it). `single`:
+    the training images' single-cell vectors (B, P) read from the pooled stages (global_stages)."""
     parts, hw = [w for w in (model.whole, model.whole_global) if w is not None], (cfg.input_size, cfg.input_size)
-    from_pooled = [part is model.whole_global and bool(pooled) for part in parts]
+    from_pooled = [part is model.whole_global and bool(single) for part in parts]
     held_out = len(calibration) >= MIN_CALIBRATION
     vecs: list[list[torch.Tensor]] = [[] for _ in parts]
     peaks = []
@@ -292,9 +292,9 @@ def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], 
                 v.append(part.vectors(f).cpu())
         if not held_out:
             peaks.append(model.judge(f, hw)[2].cpu())
-    for v, part, use in zip(vecs, parts, from_pooled):
+    for v, use in zip(vecs, from_pooled):
         if use:
-            v.extend(part.vectors(p.to(device).float()).cpu() for p in pooled)
+            v.extend(single)
     vectors = [torch.cat(v) for v in vecs]  # (N, D) each
     pick = torch.randperm(len(vectors[0]), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
     for part, v in zip(parts, vectors):
@@ -328,8 +328,10 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     """Feature pass (stats + cache) -> PCA latent width -> epochs over cached features."""
     from engine.models import build_dfr, build_features
     from engine.models.dfr import FeatureStats
-    from engine.models.dfr.features import Taps
+    from engine.models.dfr.features import POOLED_GRID, Taps
+    from engine.models.dfr.model import roi_cells
     from engine.models.dfr.nearest import grid_cells
+    from engine.models.dfr.whole import WholeImage
     from engine.training.feature_cache import FeatureCache, feature_pass
 
     feats = build_features(cfg).to(device)
@@ -341,15 +343,19 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
     # (B, P, c) float16: the fine stage's cells of the training images, in order, all kept until the
     # memory is drawn from them (80 KB a training image at the default: 1024 cells x 40 channels)
     fine_cells: list[torch.Tensor] = []
-    # (B, P, g, g) float16: the pooled stages' grids for the whole-image term's single cell (global_stages;
-    # 90 KB a training image at the default: stages 3-6, 704 channels x 8 x 8)
-    pooled: list[torch.Tensor] = []
+    # (B, P): the whole-image term's single cell of the training images, read from the pooled stages
+    # (global_stages) inside the ROI, as the model will (2.8 KB a training image at the default)
+    single: list[torch.Tensor] = []
+    cell = WholeImage(feats.pooled_channels, POOLED_GRID, 1).to(device) if feats.pooled_stages else None
+    if cell is not None:
+        inside = roi_cells(roi, POOLED_GRID)
+        cell.set_region(None if inside is None else torch.from_numpy(inside))
 
     def keep(taps: Taps) -> None:
         if taps.fine is not None:
             fine_cells.append(grid_cells(taps.fine, m // cfg.fine_cells()).half().cpu())
-        if taps.pooled is not None:
-            pooled.append(taps.pooled.half().cpu())
+        if cell is not None:
+            single.append(cell.vectors(taps.pooled.float()).cpu())
 
     try:
         feature_pass(feats, make_loader(paths, cfg, train=True, shuffle=False), device, stats, cache,
@@ -396,7 +402,7 @@ def _train_dfr(cfg: DFRConfig, paths: list[Path], run_dir: Path, device: torch.d
         model.normaliser.fit(errors, n)
         nearest = {} if model.nearest is None else _fit_nearest(cfg, model, batches, n, calibration, device,
                                                                 fine_cells)
-        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device, pooled)
+        whole = {} if model.whole is None else _fit_whole(cfg, model, batches, calibration, device, single)
     finally:
         if cache is not None:
             cache.delete()

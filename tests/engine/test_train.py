@@ -189,6 +189,15 @@ def test_dfr_whole_global_is_fitted_and_calibrated_beside_the_grid(tmp_path, glo
             assert torch.allclose(model(x).score, expect)
             fitted = cell(model.global_input(*model.features.tapped(ok)[::2]))  # its PCA is the training images'
             assert float(fitted.max()) < float(cell(single).min())
+    if global_stages:  # the training images' single cells were read as the model reads them: inside the ROI
+        roi = np.zeros((64, 64), bool)
+        roi[:, :40] = True
+        model = train(cfg, paths[:6], tmp_path / "roi", roi=roi, calibration=paths[6:]).model
+        cell = model.whole_global
+        assert bool(cell.inside[..., :5].all()) and not bool(cell.inside[..., 5:].any())  # 8 cells a side
+        with torch.no_grad():
+            own = cell.vectors(model.features.tapped(ok).pooled)  # (6, P) the model's own reading
+        assert torch.allclose(cell.mean, own.mean(dim=0), atol=1e-5)
 
 
 def _children_named(comm: str) -> list[int]:

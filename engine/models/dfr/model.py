@@ -33,6 +33,14 @@ class FeatureCAE(nn.Module):
         return self.decoder(self.encoder(f))  # (B, C, m, m)
 
 
+def roi_cells(roi: torch.Tensor | np.ndarray | None, size: int) -> np.ndarray | None:
+    """An ROI (H, W) bool -> (size, size) bool of the cells mostly inside it (None: no ROI)."""
+    if roi is None:
+        return None
+    r = torch.as_tensor(np.asarray(roi, dtype=bool)) if isinstance(roi, np.ndarray) else roi
+    return F.adaptive_avg_pool2d(r.float().cpu()[None, None], (size, size))[0, 0].numpy() >= 0.5
+
+
 def combine(maps: torch.Tensor, how: str) -> torch.Tensor:
     """(B, G, m, m) -> (B, m, m): the groups' maps combined by their mean or max."""
     return maps.amax(dim=1) if how == "max" else maps.mean(dim=1)
@@ -167,9 +175,7 @@ class DFR(AnomalyModel):
 
     def roi_cells(self, size: int) -> np.ndarray | None:
         """(size, size) bool of the cells mostly inside the ROI (None: no ROI)."""
-        if self.roi is None:
-            return None
-        return F.adaptive_avg_pool2d(self.roi.float().cpu()[None, None], (size, size))[0, 0].numpy() >= 0.5
+        return roi_cells(self.roi, size)
 
     def region_at(self, size: int) -> torch.Tensor | None:
         """The same as a tensor on the model's device."""
