@@ -238,7 +238,7 @@ def _fit_nearest(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int]
     if held_out:
         recon, dist = [], []
         for _, x in iterate(make_loader(list(calibration), cfg, train=False, shuffle=False)):
-            f, f_fine = model.features.with_fine(x.to(device))
+            f, f_fine, _ = model.features.tapped(x.to(device))
             recon.append(model.reconstruction_map(f).cpu())
             dist.append(nearest(f).cpu())
             if fine is not None:
@@ -281,20 +281,17 @@ def _fit_whole(cfg: DFRConfig, model: torch.nn.Module, batches: Callable[[int], 
     training images (peaks as they are, whole-image errors each from a fit without it). `single`:
     the training images' single-cell vectors (B, P) read from the pooled stages (global_stages)."""
     parts, hw = [w for w in (model.whole, model.whole_global) if w is not None], (cfg.input_size, cfg.input_size)
-    from_pooled = [part is model.whole_global and bool(single) for part in parts]
+    given = [part is model.whole_global and bool(single) for part in parts]  # read in the feature pass
     held_out = len(calibration) >= MIN_CALIBRATION
-    vecs: list[list[torch.Tensor]] = [[] for _ in parts]
+    vecs: list[list[torch.Tensor]] = [list(single) if g else [] for g in given]
     peaks = []
     for f in batches(0):
         f = f.to(device).float()
-        for v, part, use in zip(vecs, parts, from_pooled):
-            if not use:
+        for v, part, g in zip(vecs, parts, given):
+            if not g:
                 v.append(part.vectors(f).cpu())
         if not held_out:
             peaks.append(model.judge(f, hw)[2].cpu())
-    for v, use in zip(vecs, from_pooled):
-        if use:
-            v.extend(single)
     vectors = [torch.cat(v) for v in vecs]  # (N, D) each
     pick = torch.randperm(len(vectors[0]), generator=torch.Generator().manual_seed(cfg.seed))[:WHOLE_FIT_IMAGES]
     for part, v in zip(parts, vectors):

@@ -425,8 +425,8 @@ def test_the_nearest_feature_term_joins_the_heatmap_and_round_trips(lite0_random
 def test_the_fine_stage_is_tapped_in_the_same_pass_and_leaves_the_stages_map_as_it_was(lite0_random) -> None:
     plain, both = features(lite0_random, (1, 4), 8), features(lite0_random, (1, 4), 8, fine_stage=2)
     x = torch.rand(2, 3, 64, 64)
-    f, fine = both.with_fine(x)
-    assert both.fine_channels == 40 and fine.shape == (2, 40, 8, 8) and plain.with_fine(x)[1] is None
+    f, fine, _ = both.tapped(x)
+    assert both.fine_channels == 40 and fine.shape == (2, 40, 8, 8) and plain.tapped(x).fine is None
     assert torch.allclose(f, plain(x), atol=1e-5) and torch.allclose(both(x), f)  # the stages' map unchanged
     stage2 = features(lite0_random, (2,), 8)(x)
     assert torch.allclose(fine, stage2, atol=1e-5)  # brought to the map as a stage of its own would be
@@ -489,13 +489,13 @@ def test_the_fine_term_joins_the_heatmap_not_the_score_and_round_trips(lite0_ran
                     nearest_grid=4, fine_weight=2.0, fine_stage=2, fine_grid=8)
     build = lambda: DFR(cfg, features(lite0_random, cfg.stages, cfg.map_size, fine_stage=cfg.fine_stage), 4).eval()
     m = build()
-    f_ok, fine_ok = m.features.with_fine(torch.rand(10, 3, 32, 32))
+    f_ok, fine_ok, _ = m.features.tapped(torch.rand(10, 3, 32, 32))
     m.nearest.fit(iter([m.nearest.cells(f_ok)]), n=10, size=40, seed=0)
     m.nearest.calibrate(m.reconstruction_map(f_ok), m.nearest(f_ok))
     m.fine.fit(iter([m.fine.cells(fine_ok)]), n=10, size=40, seed=0)
     m.fine.calibrate(None, m.fine(fine_ok))
     x = torch.rand(2, 3, 32, 32)
-    f, fine = m.features.with_fine(x)
+    f, fine, _ = m.features.tapped(x)
     pred = m(x)
     heat = m.nearest.fuse(m.reconstruction_map(f), m.nearest(f))
     up = lambda a: torch.nn.functional.interpolate(a[:, None], size=(32, 32), mode="bilinear", align_corners=False)[:, 0]

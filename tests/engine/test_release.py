@@ -35,7 +35,7 @@ def _model(kind: str) -> torch.nn.Module:
         f_ok = model.features(torch.rand(10, 3, 64, 64))  # the nearest-feature memory, the same way
         model.nearest.fit(iter([model.nearest.cells(f_ok)]), n=10, size=200, seed=0)
         model.nearest.calibrate(model.reconstruction_map(f_ok), model.nearest(f_ok))
-        fine_ok = model.features.with_fine(torch.rand(10, 3, 64, 64))[1]  # the fine term's memory (the preset's)
+        fine_ok = model.features.tapped(torch.rand(10, 3, 64, 64)).fine  # the fine term's memory (the preset's)
         model.fine.fit(iter([model.fine.cells(fine_ok)]), n=10, size=200, seed=0)
         model.fine.calibrate(None, model.fine(fine_ok))
     return model
@@ -75,7 +75,7 @@ def test_the_exportable_dfr_computes_what_the_method_says() -> None:
         z = z - torch.minimum(med, norm.median_cap)[..., None, None]
         up = lambda m: torch.nn.functional.interpolate(m[:, None], size=(64, 64), mode="bilinear")[:, 0] * roi  # noqa: E731
         dist = model.nearest(model.features(x))  # (2, 16, 16) distance to the nearest OK cell
-        fine = model.fine(model.features.with_fine(x)[1])  # (2, 16, 16) the same on the fine stage
+        fine = model.fine(model.features.tapped(x).fine)  # (2, 16, 16) the same on the fine stage
     assert torch.allclose(pred.anomaly_map, up(model.fine.refine(model.nearest.fuse(z.mean(1), dist), fine)), atol=1e-5)
     peak = up(model.nearest.fuse(z.amax(1), dist)).flatten(1)[:, roi.flatten()].amax(1)
     with torch.no_grad():

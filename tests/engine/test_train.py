@@ -155,7 +155,7 @@ def test_dfr_fine_term_is_fitted_from_the_feature_pass_and_calibrated_on_unseen_
     assert held.info["fine_memory"] == 6 * 50 == len(fine.memory) and fine.memory.shape[1] == 40  # 50 an image
     _, x = next(iter(make_loader(paths[6:], cfg, train=False, batch_size=4)))
     with torch.no_grad():
-        dist = fine(held.model.features.with_fine(x)[1]).flatten().sort().values
+        dist = fine(held.model.features.tapped(x).fine).flatten().sort().values
     at = [round(q * (len(dist) - 1)) for q in (0.5, 0.99)]  # the tail scale of the held-out images' distances
     assert held.info["fine_calib"] == pytest.approx([float(dist[at[0]]), float(dist[at[1]] - dist[at[0]])], abs=1e-4)
     assert float(dist[0]) > 0  # none of their cells is in the memory

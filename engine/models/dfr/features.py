@@ -122,10 +122,6 @@ class StageFeatures(nn.Module):
                            dim=1).float() if self.pooled_stages else None
         return Taps(self.aggregate([outs[s] for s in self.stages], hw), fine, pooled)
 
-    def with_fine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, H, W) -> the stages' map (B, C, m, m) and the fine stage's (B, c, m, m) (None without one)."""
-        return self.tapped(x)[:2]
-
     def _by_stage(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """The tapped stages' raw outputs by stage index."""
         return dict(zip([t - 1 for t in self.taps], self.stage_outputs(x)))

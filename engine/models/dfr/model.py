@@ -37,8 +37,8 @@ def roi_cells(roi: torch.Tensor | np.ndarray | None, size: int) -> np.ndarray | 
     """An ROI (H, W) bool -> (size, size) bool of the cells mostly inside it (None: no ROI)."""
     if roi is None:
         return None
-    r = torch.as_tensor(np.asarray(roi, dtype=bool)) if isinstance(roi, np.ndarray) else roi
-    return F.adaptive_avg_pool2d(r.float().cpu()[None, None], (size, size))[0, 0].numpy() >= 0.5
+    r = torch.as_tensor(roi).float().cpu()
+    return F.adaptive_avg_pool2d(r[None, None], (size, size))[0, 0].numpy() >= 0.5
 
 
 def combine(maps: torch.Tensor, how: str) -> torch.Tensor:
@@ -164,7 +164,7 @@ class DFR(AnomalyModel):
             valid = valid & inner
         device = self.feat_mean.device
         self.score_index = None if valid.all() else torch.as_tensor(np.flatnonzero(valid), device=device)
-        self.normaliser.set_region(self.roi_cells(self.features.map_size))
+        self.normaliser.set_region(roi_cells(self.roi, self.features.map_size))
         region = self.region_at(self.features.map_size)
         for whole in (self.whole, self.whole_global):
             if whole is not None:  # each at its own cells (the single cell of pooled stages: POOLED_GRID)
@@ -173,13 +173,9 @@ class DFR(AnomalyModel):
             if near is not None:
                 near.set_region(region)
 
-    def roi_cells(self, size: int) -> np.ndarray | None:
-        """(size, size) bool of the cells mostly inside the ROI (None: no ROI)."""
-        return roi_cells(self.roi, size)
-
     def region_at(self, size: int) -> torch.Tensor | None:
-        """The same as a tensor on the model's device."""
-        cells = self.roi_cells(size)
+        """(size, size) bool of the cells mostly inside the ROI on the model's device (None: no ROI)."""
+        cells = roi_cells(self.roi, size)
         return None if cells is None else torch.from_numpy(cells).to(self.feat_mean.device)
 
     LEGACY = {"err_scale", "pos_mean", "pos_std", "median_cap"}  # were DFR's own buffers before the normaliser
