@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-demo", action="store_true", help="with --suite: the demo dataset too")
     p.add_argument("--only", nargs="+", default=None,
                    help="with --suite: only these systems (e.g. dfr 'dfr literal' anchors)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --suite: keep the rows that succeeded in the --json file and run only the rest")
     p.add_argument("--presets", nargs="+", default=["ae", "dfr", "ae-512", "dfr-128", "dfr-170"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (applied to the presets that have it)")
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite:
         from bench.suite import run_suite
 
-        return run_suite(args.suite, args.with_demo, set(args.only) if args.only else None, args.json, args.set)
+        return run_suite(args.suite, args.with_demo, set(args.only) if args.only else None, args.json, args.set,
+                         args.resume)
     from bench.models import weights_available
     from engine.config import PRESETS
 

@@ -6,6 +6,11 @@ on its own (so auto's pick can be checked against the candidate that is best on 
 defects), and the anomalib anchors PaDiM, DFM, PatchCore (`bench.anchors`, optional extra
 `bench`) on the same weights, input size, hold-out and metric code. Products through the real
 command line and worker (`bench.accuracy.run_preset`), each dataset in its own temporary workspace.
+
+The whole suite takes hours on a small machine (the autoencoder and PatchCore ~30 min a dataset
+on 2 cores), so the JSON is rewritten after every system, each row stamped with the commit and
+time it was measured, and `--resume` keeps the rows that succeeded in it and runs only the rest:
+an interrupted suite goes on where it stopped, and one can be completed over several sittings.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, load1, machine, table, write_json
+from bench.common import REPO, RESULTS, load1, machine, table, write_json
+
+ANCHORS = ("padim", "dfm", "patchcore")  # the rows of one `bench.anchors` run
 
 LITERAL = ["stages=0,1,2,3,4,5", "position_norm=false", "stage_norm=false", "image_median=false", "score_combine=map",
            "whole_grid=0"]  # the thesis scored the heatmap alone
@@ -46,20 +55,33 @@ def _anchors(data: Path | None, demo: bool, work: Path) -> list[dict[str, Any]]:
     return json.loads(out.read_text())["rows"]
 
 
-def run_dataset(label: str, data: Path | None, demo: bool, only: set[str] | None,
-                extra: list[str]) -> list[dict[str, Any]]:
+def commit() -> str:
+    """The checkout's commit (short), '+' when its tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_dataset(label: str, data: Path | None, demo: bool, only: set[str] | None, extra: list[str],
+                done: set[str] = frozenset(), on_row: Callable[[dict[str, Any]], None] = lambda row: None) -> None:
+    """Run every system of one dataset not in `done` (names of systems already measured), handing
+    each row to `on_row` as soon as it is there."""
     from bench.accuracy import DATASET, _cli, run_preset
 
-    rows = []
+    todo = [s for s in systems() if (not only or s[0] in only) and s[0] not in done]
+    anchors = (not only or "anchors" in only) and not done.issuperset(ANCHORS)
+    if not todo and not anchors:
+        return
+    stamp = {"dataset": label, "commit": commit()}
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         home = Path(tmp) / "ws"
         if demo:
             _cli(home, "demo", "--name", DATASET)
         else:
             _cli(home, "import", str(data), "--name", DATASET)
-        for name, preset, sets in systems():
-            if only and name not in only:
-                continue
+        for name, preset, sets in todo:
             print(f"[suite] {label}: {name} ...", file=sys.stderr, flush=True)
             try:
                 row = run_preset(home, preset, extra + sets)
@@ -69,12 +91,14 @@ def run_dataset(label: str, data: Path | None, demo: bool, only: set[str] | None
                 info = _cli(home, "runs", str(row["run_id"])).get("info", {}).get("auto", {})
                 row["note"] = f"picked {info.get('chosen')}"
                 row["auto_pick"] = info.get("chosen")
-            rows.append(row | {"dataset": label, "system": name})
-        if not only or "anchors" in only:
+                row["auto_synthetic"] = {c["candidate"]: [c["image_auroc"], c["pixel_auroc"]]
+                                         for c in info.get("candidates", [])}  # what it chose by
+            on_row(row | stamp | {"system": name, "measured": time.strftime("%Y-%m-%d %H:%M")})
+        if anchors:
             print(f"[suite] {label}: anchors ...", file=sys.stderr, flush=True)
-            rows += [r | {"dataset": label, "system": r.get("preset", "anchor").replace("anchor:", "")}
-                     for r in _anchors(data, demo, Path(tmp))]
-    return rows
+            for r in _anchors(data, demo, Path(tmp)):
+                on_row(r | stamp | {"system": r.get("preset", "anchor").replace("anchor:", ""),
+                                    "measured": time.strftime("%Y-%m-%d %H:%M")})
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,22 +122,45 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 COLS = [("dataset", "dataset"), ("system", "system"), ("status", "status"), ("image_auroc", "image AUROC"),
         ("ci", "95% CI"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO"), ("train_s", "train s"),
-        ("eval_s", "eval s"), ("note", "note")]
+        ("eval_s", "eval s"), ("commit", "commit"), ("measured", "measured"), ("note", "note")]
 SUMMARY_COLS = [(k, k) for k in ("dataset", "best anchor image", "dfr image", "best anchor pixel", "dfr pixel",
                                  "auto pick", "best candidate on real defects", "auto right")]
 
 
+def kept_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier suite's JSON that succeeded (the ones `--resume` does not run again)."""
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--resume: {path} is not a suite's JSON ({exc})") from None
+    return [r for r in rows if r.get("status") == "succeeded"]
+
+
 def run_suite(datasets: list[Path], demo: bool, only: set[str] | None, json_path: Path | None,
-              extra: list[str] = ()) -> int:
-    """`extra`: --set values for every product system (e.g. a smoke run's tiny settings)."""
-    report: dict[str, Any] = {"benchmark": "accuracy-suite", "machine": machine(), "rows": []}
-    for d in datasets:
-        report["rows"] += run_dataset(d.name, d.expanduser().resolve(), False, only, list(extra))
-    if demo:
-        report["rows"] += run_dataset("demo", None, True, only, list(extra))
+              extra: list[str] = (), resume: bool = False) -> int:
+    """`extra`: --set values for every product system (e.g. a smoke run's tiny settings); `resume`:
+    keep the succeeded rows of the JSON at json_path and run only what is missing."""
+    path = Path(json_path) if json_path else RESULTS / "accuracy-suite.json"
+    report: dict[str, Any] = {"benchmark": "accuracy-suite", "machine": machine(),
+                              "rows": kept_rows(path) if resume else []}
+    if report["rows"]:
+        print(f"[suite] resuming: {len(report['rows'])} rows kept from {path}", file=sys.stderr, flush=True)
+
+    def add(row: dict[str, Any]) -> None:
+        report["rows"].append(row)
+        write_json(path, report, path.name)
+
+    labels = [(d.name, d.expanduser().resolve(), False) for d in datasets] + ([("demo", None, True)] if demo else [])
+    for label, data, is_demo in labels:
+        done = {r["system"] for r in report["rows"] if r["dataset"] == label}
+        run_dataset(label, data, is_demo, only, list(extra), done, add)
+    order = {label: i for i, (label, _, _) in enumerate(labels)}
+    report["rows"].sort(key=lambda r: order.get(r["dataset"], len(order)))  # kept rows beside the new ones
     report["summary"] = summary(report["rows"])
     report["machine"]["load1_end"] = load1()
-    path = write_json(json_path, report, "accuracy-suite.json")
+    write_json(path, report, path.name)
     rows = [r | {"ci": r.get("image_auroc_ci95"), "note": (r.get("note") or "")[:60]} for r in report["rows"]]
     print(table(rows, COLS))
     print()

@@ -53,16 +53,23 @@ def test_scale_quick(tmp_path: Path) -> None:
 
 
 def test_accuracy_suite_quick(tmp_path: Path, tiny_demo: Path) -> None:
-    """The suite's table and summary on the tiny demo: dfr, the literal DFR, auto and its candidates."""
+    """The suite's table and summary on the tiny demo: dfr, the literal DFR, auto and its candidates —
+    measured over two sittings, the second resuming from the first's JSON."""
     from engine.training.auto import CANDIDATES
     from tests.conftest import TINY_DFR
 
     sets = [x for s in TINY_DFR + ["holdout_share=0.4"] for x in ("--set", s)]
-    rep = _run(tmp_path, "accuracy", "--suite", str(tiny_demo), "--only", "dfr", "dfr literal", "auto",
+    first = _run(tmp_path, "accuracy", "--suite", str(tiny_demo), "--only", "dfr", *sets)
+    (dfr,) = first["rows"]
+    assert dfr["system"] == "dfr" and dfr["status"] == "succeeded" and dfr["commit"] and dfr["measured"]
+    rep = _run(tmp_path, "accuracy", "--suite", str(tiny_demo), "--resume", "--only", "dfr", "dfr literal", "auto",
                *[f"candidate {n}" for n in CANDIDATES if n != "default"], *sets)
+    assert [r["system"] for r in rep["rows"]].count("dfr") == 1
     rows = {r["system"]: r for r in rep["rows"]}
+    assert rows["dfr"] == dfr  # kept from the first sitting, not measured again
     assert set(rows) == {"dfr", "dfr literal", "auto", *(f"candidate {n}" for n in CANDIDATES if n != "default")}
     assert all(r["status"] == "succeeded" and r["image_auroc"] is not None for r in rows.values())
+    assert set(rows["auto"]["auto_synthetic"]) == set(CANDIDATES)  # each candidate's synthetic figures
     (summary,) = rep["summary"]
     assert summary["auto pick"] in CANDIDATES and summary["best candidate on real defects"] in CANDIDATES
     assert summary["dfr image"] == rows["dfr"]["image_auroc"]
