@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="a dataset folder in an import layout (seed / mvtec)")
     src.add_argument("--demo", action="store_true", help="`prefilter-qa demo` (256², 150 train OK, 40+40 test)")
-    src.add_argument("--suite", nargs="+", type=Path, metavar="DIR",
+    src.add_argument("--suite", nargs="*", type=Path, metavar="DIR",
                      help="every dataset folder x every system (ae, dfr, literal DFR, auto and its candidates, "
                           "anchors) in one table (bench.suite)")
     p.add_argument("--with-demo", action="store_true", help="with --suite: the demo dataset too")
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None,
                    help="write results here (default bench/results/accuracy-<dataset>.json)")
     args = p.parse_args(argv)
-    if args.suite:
+    if args.suite is not None:
+        if not args.suite and not args.with_demo:
+            p.error("--suite needs dataset folders, --with-demo, or both")
         from bench.suite import run_suite
 
         return run_suite(args.suite, args.with_demo, set(args.only) if args.only else None, args.json, args.set,

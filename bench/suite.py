@@ -58,7 +58,10 @@ def _anchors(data: Path | None, demo: bool, work: Path) -> list[dict[str, Any]]:
 def commit() -> str:
     """The checkout's commit (short), '+' when its tracked files differ from it."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        except OSError:  # no git on this machine
+            return ""
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -156,8 +159,8 @@ def run_suite(datasets: list[Path], demo: bool, only: set[str] | None, json_path
     for label, data, is_demo in labels:
         done = {r["system"] for r in report["rows"] if r["dataset"] == label}
         run_dataset(label, data, is_demo, only, list(extra), done, add)
-    order = {label: i for i, (label, _, _) in enumerate(labels)}
-    report["rows"].sort(key=lambda r: order.get(r["dataset"], len(order)))  # kept rows beside the new ones
+    order = {label: i for i, label in enumerate(dict.fromkeys(r["dataset"] for r in report["rows"]))}
+    report["rows"].sort(key=lambda r: order[r["dataset"]])  # a dataset's new rows beside its kept ones
     report["summary"] = summary(report["rows"])
     report["machine"]["load1_end"] = load1()
     write_json(path, report, path.name)
