@@ -96,12 +96,11 @@ def run_dataset(label: str, data: Path | None, demo: bool, only: set[str] | None
                 row["auto_pick"] = info.get("chosen")
                 row["auto_synthetic"] = {c["candidate"]: [c["image_auroc"], c["pixel_auroc"]]
                                          for c in info.get("candidates", [])}  # what it chose by
-            on_row(row | stamp | {"system": name, "measured": time.strftime("%Y-%m-%d %H:%M")})
+            on_row(row | stamp | {"system": name})
         if anchors:
             print(f"[suite] {label}: anchors ...", file=sys.stderr, flush=True)
             for r in _anchors(data, demo, Path(tmp)):
-                on_row(r | stamp | {"system": r.get("preset", "anchor").replace("anchor:", ""),
-                                    "measured": time.strftime("%Y-%m-%d %H:%M")})
+                on_row(r | stamp | {"system": r.get("preset", "anchor").replace("anchor:", "")})
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,7 +108,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for label in dict.fromkeys(r["dataset"] for r in rows):
         mine = {r["system"]: r for r in rows if r["dataset"] == label and r.get("status") == "succeeded"}
-        anchors = [mine[a] for a in ("padim", "dfm", "patchcore") if a in mine]
+        anchors = [mine[a] for a in ANCHORS if a in mine]
         best = lambda key: max((a.get(key) or 0 for a in anchors), default=None)  # noqa: E731
         dfr = mine.get("dfr", {})
         cands = {"default": dfr} | {k.removeprefix("candidate "): v for k, v in mine.items()
@@ -152,7 +151,7 @@ def run_suite(datasets: list[Path], demo: bool, only: set[str] | None, json_path
         print(f"[suite] resuming: {len(report['rows'])} rows kept from {path}", file=sys.stderr, flush=True)
 
     def add(row: dict[str, Any]) -> None:
-        report["rows"].append(row)
+        report["rows"].append(row | {"measured": time.strftime("%Y-%m-%d %H:%M")})
         write_json(path, report, path.name)
 
     labels = [(d.name, d.expanduser().resolve(), False) for d in datasets] + ([("demo", None, True)] if demo else [])
