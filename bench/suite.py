@@ -104,7 +104,8 @@ def run_dataset(label: str, data: Path | None, demo: bool, only: set[str] | None
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per dataset: the best anchor, the dfr default, and whether auto picked the best candidate."""
+    """Per dataset: the best anchor, the dfr default, whether auto picked the candidate best on the real defects
+    and what its pick left there (image + pixel AUROC)."""
     out = []
     for label in dict.fromkeys(r["dataset"] for r in rows):
         mine = {r["system"]: r for r in rows if r["dataset"] == label and r.get("status") == "succeeded"}
@@ -113,12 +114,14 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         dfr = mine.get("dfr", {})
         cands = {"default": dfr} | {k.removeprefix("candidate "): v for k, v in mine.items()
                                     if k.startswith("candidate ")}
-        real_best = max(cands, key=lambda k: (cands[k].get("image_auroc") or 0) + (cands[k].get("pixel_auroc") or 0))
+        both = lambda k: (cands[k].get("image_auroc") or 0) + (cands[k].get("pixel_auroc") or 0)  # noqa: E731
+        real_best = max(cands, key=both)
         pick = mine.get("auto", {}).get("auto_pick")
         out.append({"dataset": label, "best anchor image": best("image_auroc"), "dfr image": dfr.get("image_auroc"),
                     "best anchor pixel": best("pixel_auroc"), "dfr pixel": dfr.get("pixel_auroc"),
                     "auto pick": pick, "best candidate on real defects": real_best,
-                    "auto right": None if pick is None else pick == real_best})
+                    "auto right": None if pick is None else pick == real_best,
+                    "pick's shortfall": round(both(real_best) - both(pick), 4) if pick in cands else None})
     return out
 
 
@@ -126,7 +129,8 @@ COLS = [("dataset", "dataset"), ("system", "system"), ("status", "status"), ("im
         ("ci", "95% CI"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO"), ("train_s", "train s"),
         ("eval_s", "eval s"), ("commit", "commit"), ("measured", "measured"), ("note", "note")]
 SUMMARY_COLS = [(k, k) for k in ("dataset", "best anchor image", "dfr image", "best anchor pixel", "dfr pixel",
-                                 "auto pick", "best candidate on real defects", "auto right")]
+                                 "auto pick", "best candidate on real defects", "auto right",
+                                 "pick's shortfall")]  # real image + pixel AUROC the pick left
 
 
 def kept_rows(path: Path) -> list[dict[str, Any]]:

@@ -73,3 +73,7 @@ def test_accuracy_suite_quick(tmp_path: Path, tiny_demo: Path) -> None:
     (summary,) = rep["summary"]
     assert summary["auto pick"] in CANDIDATES and summary["best candidate on real defects"] in CANDIDATES
     assert summary["dfr image"] == rows["dfr"]["image_auroc"]
+    picked = rows["dfr"] if summary["auto pick"] == "default" else rows[f"candidate {summary['auto pick']}"]
+    figures = lambda r: r["image_auroc"] + r["pixel_auroc"]  # noqa: E731
+    best = max(figures(r) for n, r in rows.items() if n == "dfr" or n.startswith("candidate "))
+    assert summary["pick's shortfall"] == round(best - figures(picked), 4) >= 0
